@@ -1,1 +1,1 @@
-"""tcmscan checks."""
+"""Built-in check families. Each check is one module; it registers under the tcmscan.checks entry-point group."""

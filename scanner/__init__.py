@@ -1,1 +1,3 @@
-"""tcmscan scanner."""
+"""tcmscan scanner: the engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,23 @@
+#!/bin/sh
+# PID 2 of every lab host (tini is PID 1 and reaps orphans).  Lands at
+# /usr/local/lib/lab/init.sh: top-level files of lab/hosts/<layer>/ go to /usr/local/lib/lab/.
+set -u
+mkdir -p /run/sshd /run/vsftpd/empty /var/log/lab /tmp
+chmod 1777 /tmp
+# Host keys were deleted from the shared root: each host makes its own.
+ssh-keygen -A >/dev/null 2>&1
+# Packages this host must not have at all (topology: absent_packages).
+for p in ${LAB_ABSENT_PACKAGES:-}; do
+  dpkg --purge "$p" >>/var/log/lab/init.log 2>&1
+done
+# The host's own services (lab/hosts/<name>/start.sh).
+if [ -f /usr/local/lib/lab/start.sh ]; then
+  sh /usr/local/lib/lab/start.sh >>/var/log/lab/start.log 2>&1
+fi
+if [ -x /usr/sbin/rsyslogd ]; then
+  rm -f /run/rsyslogd.pid
+  /usr/sbin/rsyslogd
+fi
+/usr/sbin/sshd -E /var/log/lab/sshd.log
+touch /run/lab-started
+exec sleep infinity

@@ -1,0 +1,2 @@
+# lab portal: nginx (expired certificate, no HSTS)
+nginx

@@ -1,0 +1,152 @@
+"""What a check may use while it runs: the target, a guarded socket factory, credentials, pacing.
+
+Every connection a check opens goes through `CheckContext.connect` (or `allow()` first when a library
+opens its own socket): the scope is checked again there, safe-mode pacing applied, and a device that
+stops answering is taken out of the scan.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanner.baseline import knowledge
+from scanner.credentials import Credential, CredentialStore
+from scanner.errors import CheckError
+from scanner.models import Asset, Observation, Service
+from scanner.targets import in_scope
+
+SAFE_MODE_PACKETS_PER_SECOND = 10.0   # BASELINES.md "Safe scanning" (proposed)
+STOP_AFTER_SILENT_TRIES = 3           # a fragile device that fails this many connections in a row is left alone
+SLOWDOWN_FACTOR = 4.0                 # response time this many times the first seen: back off
+
+
+class HostGuard:
+    """Per-host pacing and health, shared by every attempt on that host (thread-safe)."""
+
+    def __init__(self, address: str, rate: float | None) -> None:
+        self.address = address
+        self.interval = 1.0 / rate if rate else 0.0
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self.silent = 0
+        self.first_rtt: float | None = None
+        self.stopped_reason = ""
+        self.events: list[str] = []
+
+    def pace(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if wait > 0:
+            time.sleep(wait)
+
+    def record(self, ok: bool, rtt: float | None = None) -> None:
+        with self._lock:
+            if not ok:
+                self.silent += 1
+                if self.interval and self.silent >= STOP_AFTER_SILENT_TRIES and not self.stopped_reason:
+                    self.stopped_reason = f"stopped answering after {self.silent} failed connections"
+                    self.events.append(self.stopped_reason)
+                return
+            self.silent = 0
+            if rtt is None:
+                return
+            if self.first_rtt is None:
+                self.first_rtt = max(rtt, 0.001)
+            elif self.interval and rtt > SLOWDOWN_FACTOR * self.first_rtt and rtt > 0.05:
+                self.interval *= 2   # the device slows: halve our rate
+                self.events.append(f"response time {rtt * 1000:.0f} ms: rate halved to {1 / self.interval:.1f}/s")
+
+
+@dataclass
+class RunEnv:
+    """Live objects a worker needs; rebuilt on each worker from the scan's stored settings."""
+
+    scope: list[str]
+    exclude: list[str] = field(default_factory=list)
+    credentials: CredentialStore = field(default_factory=CredentialStore)
+    known_hosts: Path | None = None
+    vantage: str = "user"
+    guards: dict[str, HostGuard] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def guard(self, address: str, fragile: bool) -> HostGuard:
+        with self._lock:
+            g = self.guards.get(address)
+            if g is None:
+                g = self.guards[address] = HostGuard(address, SAFE_MODE_PACKETS_PER_SECOND if fragile else None)
+            return g
+
+
+class CheckContext:
+    def __init__(self, *, asset: Asset, service: Service | None, check_id: str, env: RunEnv, timeout: float,
+                 safe_mode: bool, options: dict[str, Any] | None = None) -> None:
+        self.asset = asset
+        self.service = service
+        self.port = service.port if service else None
+        self.check_id = check_id
+        self.env = env
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.safe_mode = safe_mode
+        self.options = options or {}
+        self.guard = env.guard(asset.address, safe_mode)
+
+    @property
+    def host(self) -> str:
+        return self.asset.address
+
+    @property
+    def knowledge(self) -> dict[str, Any]:
+        return knowledge()
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise CheckError("timeout", f"attempt exceeded its {self.timeout:.0f} s budget")
+        return left
+
+    def allow(self, address: str | None = None) -> None:
+        """Call before any packet a library sends on our behalf: scope, device health, pacing."""
+        address = address or self.host
+        if not in_scope(address, self.env.scope, self.env.exclude):
+            # Never reached through normal planning: a check asked for an address outside the scope.
+            raise RuntimeError(f"refused: {address} is outside the scan scope")
+        if self.guard.stopped_reason:
+            raise CheckError("device-stopped", self.guard.stopped_reason)
+        self.guard.pace()
+
+    def connect(self, port: int | None = None, timeout: float | None = None) -> socket.socket:
+        """A TCP connection to the asset, with the scope re-checked and safe-mode pacing applied."""
+        port = port if port is not None else self.port
+        if port is None:
+            raise ValueError("connect() needs a port for host-level checks")
+        self.allow()
+        t = min(timeout or self.remaining(), self.remaining())
+        start = time.monotonic()
+        try:
+            sock = socket.create_connection((self.host, port), timeout=t)
+        except TimeoutError:
+            self.guard.record(False)
+            raise CheckError("timeout", f"no answer from {self.host}:{port} within {t:.1f} s") from None
+        except OSError as e:
+            self.guard.record(False)
+            raise CheckError("connectivity", f"{self.host}:{port}: {e.strerror or e}") from None
+        self.guard.record(True, time.monotonic() - start)
+        sock.settimeout(min(t, self.remaining()))
+        return sock
+
+    def credential(self, type_: str) -> Credential | None:
+        return self.env.credentials.find(self.host, type_)
+
+    def observation(self, key: str, data: dict[str, Any], port: int | None | str = "service") -> Observation:
+        return Observation(check_id=self.check_id, host=self.host, port=self.port if port == "service" else port,
+                           key=key, data=data)
