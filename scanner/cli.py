@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tcmscan: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        print("tcmscan: interrupted; completed work is stored (resume with 'tcmscan scan --resume SCAN_ID')",
-              file=sys.stderr)
+        print("tcmscan: interrupted; completed work is stored (see 'tcmscan scans', then 'tcmscan scan --resume "
+              "SCAN_ID')", file=sys.stderr)
         return EXIT_SCAN_FAILED
     except sqlite3.OperationalError as e:
         what = "locked by another process" if "locked" in str(e) else str(e)

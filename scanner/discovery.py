@@ -145,7 +145,27 @@ def _nmap_scan(address: str, args: str) -> dict:
         result = scanner.scan(hosts=address, arguments=args, sudo=False)
     except nmap.PortScannerError as e:
         raise ScanFailed(f"nmap failed on {address}: {str(e).strip().splitlines()[-1][:200]}") from None
-    return result.get("scan", {}).get(address, {})
+    host = result.get("scan", {}).get(address, {})
+    # python-nmap drops the service's tunnel attribute ("ssl"): read it from nmap's XML
+    for proto, port, tunnel in _tunnels(scanner.get_nmap_last_output()):
+        if port in host.get(proto, {}):
+            host[proto][port]["tunnel"] = tunnel
+    return host
+
+
+def _tunnels(xml: str | bytes) -> list[tuple[str, int, str]]:
+    import xml.etree.ElementTree as ET  # noqa: N817 - nmap's own, trusted output
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    out = []
+    for port in root.iter("port"):
+        svc = port.find("service")
+        if svc is not None and svc.get("tunnel"):
+            out.append((port.get("protocol", "tcp"), int(port.get("portid", "0")), svc.get("tunnel", "")))
+    return out
 
 
 def _services_from(host: dict, names: dict[int, str]) -> list[Service]:
@@ -174,7 +194,8 @@ def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int
     if fragile:
         # Safe mode: connect scans only, one probe at a time at <= 10 packets/s, known ports only, no -sV.
         ports = ",".join(map(str, sorted(set(hp["tcp"]) | set(extra_tcp or []))))
-        host = _nmap_scan(address, f"-sT -Pn -n --max-rate 10 --max-parallelism 1 --max-retries 1 -p T:{ports}")
+        host = _nmap_scan(address, f"-sT -Pn -n --max-rate 10 --max-parallelism 1 --scan-delay 100ms "
+                                   f"--max-retries 1 -p T:{ports}")
         return _services_from(host, names)
     tcp = sorted(set(top_tcp_ports()) | set(hp["tcp"]) | set(extra_tcp or []))
     ports = "T:" + ",".join(map(str, tcp))
@@ -190,4 +211,22 @@ def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int
                                 f"{','.join(map(str, probe))}")
         by_port = {(s.port, s.proto): s for s in _services_from(v, names)}
         services = [by_port.get((s.port, s.proto), s) for s in services]
+    return identify_medical(address, services, hp["no_version_probe"])
+
+
+UNIDENTIFIED = ("", "unknown", "tcpwrapped")
+MAX_PROBED_PORTS = 8       # each costs up to two short connections
+
+
+def identify_medical(address: str, services: list[Service], no_version_probe: list[int]) -> list[Service]:
+    """Our own DICOM/MLLP probes (scanner/probes.py) where nmap was not asked or could not tell.
+    Not for fragile assets: their checks speak to them once, that is enough traffic."""
+    from scanner.probes import identify
+
+    todo = [s for s in services if s.proto == "tcp" and (s.port in no_version_probe or s.name in UNIDENTIFIED)]
+    for s in todo[:MAX_PROBED_PORTS]:
+        found = identify(address, s.port, expected=s.name)
+        if found:
+            s.name, s.product, s.version, s.extrainfo, s.source = (found.name, found.product, found.version,
+                                                                    found.extrainfo, "probe")
     return services

@@ -66,7 +66,17 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "lower": lambda s: str(s).lower(),
 }
 _METHODS = {"get", "startswith", "endswith", "lower", "upper", "split", "strip", "keys", "values", "items", "count"}
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+def _safe_mul(a: Any, b: Any) -> Any:
+    """Multiplication, refusing to build huge strings or lists from a rule expression."""
+    for seq, n in ((a, b), (b, a)):
+        if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * max(n, 0) > 10000:
+            raise ExprError("sequence repetition too large")
+    if isinstance(a, int) and isinstance(b, int) and max(abs(a), abs(b)) > 10**12:
+        raise ExprError("number too large")
+    return operator.mul(a, b)
+
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: _safe_mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
 _CMPOPS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
@@ -79,9 +89,13 @@ _ALLOWED = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, a
 
 @lru_cache(maxsize=4096)
 def compile_expr(text: str) -> ast.Expression:
+    if len(text) > 2000:
+        raise ExprError("expression longer than 2000 characters")
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as e:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        if not isinstance(e, SyntaxError):
+            raise ExprError(f"cannot parse {text[:40]!r}") from None
         raise ExprError(f"syntax error in {text!r}: {e.msg}") from None
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
@@ -101,7 +115,8 @@ def evaluate(text: str, names: dict[str, Any]) -> Any:
         raise
     except (KeyError, IndexError) as e:
         raise ExprError(f"missing field {e} in {text!r}") from None
-    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as e:
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError, RecursionError,
+            MemoryError) as e:
         raise ExprError(f"{type(e).__name__} in {text!r}: {e}") from None
 
 

@@ -16,7 +16,7 @@ from scanner.baseline import DEFAULT_PROFILE, Profile, Waiver, load_profile
 from scanner.context import RunEnv
 from scanner.credentials import CredentialStore, load_credentials
 from scanner.discovery import find_live_hosts, privileged, scan_services
-from scanner.errors import UsageError
+from scanner.errors import TcmscanError, UsageError
 from scanner.evaluate import evaluate_scan
 from scanner.inventory import Inventory, InventoryEntry, class_for_role, load_inventory
 from scanner.models import Asset, Service
@@ -120,6 +120,19 @@ def _inventory_from_row(row: dict[str, Any]) -> Inventory:
 
 def continue_scan(scan_id: str, store: Store, *, creds: CredentialStore, profile: Profile, registry: Registry,
                   quiet: bool = False) -> None:
+    """Run the remaining phases. A failure or interruption is recorded on the scan, which stays resumable."""
+    try:
+        _continue(scan_id, store, creds=creds, profile=profile, registry=registry, quiet=quiet)
+    except TcmscanError as e:
+        store.update_scan(scan_id, status="failed", error=str(e))
+        raise
+    except KeyboardInterrupt:
+        store.update_scan(scan_id, status="interrupted", error="interrupted")
+        raise
+
+
+def _continue(scan_id: str, store: Store, *, creds: CredentialStore, profile: Profile, registry: Registry,
+              quiet: bool) -> None:
     row = store.scan(scan_id)
     settings = ScanSettings(**row["settings"])
     inventory = _inventory_from_row(row)

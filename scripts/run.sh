@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job in one command: install, then scan the lab (default) or the targets you name.
+#   scripts/run.sh                                   build + start the lab, scan it, write the report
+#   scripts/run.sh 192.0.2.0/24 --scope 192.0.2.0/24 [tcmscan scan options]   scan your own network
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+out="${TCMSCAN_OUT:-$PWD/out}"
+mkdir -p "$out"
+if (($#)); then
+  status=0
+  scan_id=$(tcmscan scan "$@" --quiet) || status=$?
+else
+  tcmscan lab up
+  inv=$(tcmscan lab status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["inventory"])')
+  creds=$(tcmscan lab status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["credentials"])')
+  status=0
+  scan_id=$(tcmscan scan 10.77.0.0/24 --scope 10.77.0.0/24 --inventory "$inv" --credentials "$creds" --quiet) || status=$?
+fi
+[[ -n "${scan_id:-}" ]] || exit "$status"
+tcmscan findings "$scan_id"
+if tcmscan report --help >/dev/null 2>&1; then
+  tcmscan report "$scan_id" --format html,json,csv,sarif --lang zh --out "$out/$scan_id"
+  echo "report: $out/$scan_id" >&2
+fi
+exit "$status"
