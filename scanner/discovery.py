@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -32,9 +31,7 @@ class HostFacts:
 
 
 def privileged() -> bool:
-    """Raw sockets need root (or CAP_NET_RAW); without them we fall back to connect scans."""
-    if os.geteuid() == 0:
-        return True
+    """Raw sockets need CAP_NET_RAW (root has it unless dropped); without them we fall back to connect scans."""
     try:
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
         return True

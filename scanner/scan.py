@@ -170,7 +170,8 @@ def discover(settings: ScanSettings, inventory: Inventory, store: Store, scan_id
         store.add_event(scan_id, now_iso(), a, "on the do-not-touch list: not probed")
     raw = privileged()
     if not raw:
-        say("note: no raw-socket privilege (not root): using TCP connect scans", quiet)
+        store.add_event(scan_id, now_iso(), "", "no raw-socket privilege: TCP connect discovery and port scans")
+        say("note: no raw-socket privilege (CAP_NET_RAW): host discovery and port scans use TCP connect", quiet)
 
     def log(msg: str) -> None:
         store.add_event(scan_id, now_iso(), "", msg)
