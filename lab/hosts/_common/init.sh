@@ -8,7 +8,8 @@ chmod 1777 /tmp
 ssh-keygen -A >/dev/null 2>&1
 # Packages this host must not have at all (topology: absent_packages).
 for p in ${LAB_ABSENT_PACKAGES:-}; do
-  dpkg --purge "$p" >>/var/log/lab/init.log 2>&1
+  # --force-depends: telnetd (unused on such a host) depends on "a" syslog daemon
+  dpkg --purge --force-depends "$p" >>/var/log/lab/init.log 2>&1
 done
 # The host's own services (lab/hosts/<name>/start.sh).
 if [ -f /usr/local/lib/lab/start.sh ]; then

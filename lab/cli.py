@@ -1,0 +1,68 @@
+"""`lab up|down|status [--json]`: register() plugs into tcmscan's argparse; also `python -m lab`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    state = "up" if st.get("running") else "down"
+    print(f"lab {state}: subnet {st['subnet']} on bridge {st['bridge']}")
+    print(f"inventory {st['inventory']}\ncredentials {st['credentials']}")
+    for h in st["hosts"]:
+        print(f"  {h['name']:<12} {h['address']:<11} {h['role']:<15} {h['class']:<15} {' '.join(h['services'])}")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so `tcmscan --help` does not load the lab.
+    from lab import manager
+    from lab.build import BuildError
+    from lab.netns import LabError
+    from lab.topology import TopologyError
+
+    try:
+        if args.lab_command == "up":
+            st = manager.up(progress=lambda m: print(m, file=sys.stderr))
+            print(json.dumps(st, ensure_ascii=False, indent=2)) if args.json else _print_status(st)
+        elif args.lab_command == "down":
+            manager.down(progress=lambda m: print(m, file=sys.stderr))
+        else:
+            st = manager.status()
+            print(json.dumps(st, ensure_ascii=False, indent=2)) if args.json else _print_status(st)
+    except PermissionError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 2
+    except (LabError, BuildError, TopologyError, OSError) as exc:
+        print(f"lab: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lab: interrupted (run `lab down` to clean up)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="lab_command", required=True)
+    for name, text in (("up", "build (first time) and start the lab"),
+                       ("down", "stop the lab and remove everything it made"),
+                       ("status", "hosts, addresses, roles, services")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=run)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `lab` to a parent's subparsers; the parent calls args.func(args)."""
+    parser = subparsers.add_parser("lab", help="the fake hospital network (namespace lab)")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description="tcmscan fake hospital network")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,44 @@
+"""Session fixture `lab`: reuse a running lab (and leave it running); otherwise bring it
+up and tear it down at the end, unless TCMSCAN_LAB_KEEP=1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+def _lab_possible() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    for tool in ("ip", "unshare", "nsenter", "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    return None
+
+
+def leave_running(already: bool) -> bool:
+    """Leave the lab up after the session? (it was up before, or TCMSCAN_LAB_KEEP=1)"""
+    return already or os.environ.get("TCMSCAN_LAB_KEEP") == "1"
+
+
+@pytest.fixture(scope="session")
+def lab_session() -> Iterator[dict[str, Any]]:
+    reason = _lab_possible()
+    if reason:
+        pytest.skip(reason)
+    from lab import manager
+
+    already = bool(manager.status()["running"])
+    session = {"already": already, "status": manager.up(progress=lambda _m: None)}
+    yield session
+    if not leave_running(already):
+        manager.down(progress=lambda _m: None)
+
+
+@pytest.fixture(scope="session")
+def lab(lab_session: dict[str, Any]) -> dict[str, Any]:
+    return lab_session["status"]

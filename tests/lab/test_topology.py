@@ -1,0 +1,154 @@
+"""Topology loading, validation, generated inventory/credentials/compose (no root needed)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import compose, manager
+from lab.topology import TOPOLOGY_FILE, TopologyError, load, parse
+
+EXPECTED_HOSTS = [
+    ("core-switch", "10.77.0.2", "network-device", "network-device", "management",
+     ["ssh/22", "telnet/23", "snmp/161udp"]),
+    ("his", "10.77.0.10", "HIS", "server", "server", ["ssh/22", "https/443", "redis/6379"]),
+    ("emr-db", "10.77.0.11", "EMR", "server", "server", ["ssh/22", "mysql/3306"]),
+    ("pacs", "10.77.0.20", "PACS", "medical-device", "clinical", ["ssh/22", "dicom/104"]),
+    ("modality", "10.77.0.21", "modality", "medical-device", "clinical", ["ssh/22", "dicom/11112"]),
+    ("hl7", "10.77.0.22", "HL7-engine", "medical-device", "clinical", ["ssh/22", "hl7-mllp/2575"]),
+    ("pump", "10.77.0.23", "infusion-pump", "medical-device", "clinical",
+     ["ssh/22", "ftp/21", "telnet/23", "http/80"]),
+    ("backup", "10.77.0.30", "backup-server", "server", "server", ["ssh/22", "rsync/873"]),
+    ("portal", "10.77.0.40", "portal", "server", "internet", ["ssh/22", "http/80", "https/443"]),
+    ("hardened", "10.77.0.50", "LIS", "server", "server", ["ssh/22", "https/443"]),
+    ("sm-gw", "10.77.0.60", "portal", "server", "internet", ["ssh/22", "tls-shangmi/443"]),
+]
+
+
+def raw() -> dict:
+    return yaml.safe_load(TOPOLOGY_FILE.read_text(encoding="utf-8"))
+
+
+def test_hosts_exactly_as_contracted() -> None:
+    topo = load()
+    assert topo.subnet == "10.77.0.0/24"
+    assert topo.bridge == "tcmlab0"
+    assert topo.gateway == "10.77.0.1"
+    got = [(h.name, h.address, h.role, h.klass, h.zone, [s.label() for s in h.services]) for h in topo.hosts]
+    assert got == EXPECTED_HOSTS
+
+
+def test_status_without_root_lists_hosts() -> None:
+    st = manager.status()
+    assert st["subnet"] == "10.77.0.0/24"
+    assert st["bridge"] == "tcmlab0"
+    assert st["inventory"] == "/run/tcmscan-lab/inventory.yaml"
+    assert st["credentials"] == "/run/tcmscan-lab/credentials.yaml"
+    assert [(h["name"], h["address"], h["role"], h["class"], h["services"]) for h in st["hosts"]] == [
+        (n, a, r, c, s) for n, a, r, c, _z, s in EXPECTED_HOSTS]
+
+
+def test_inventory_generated_from_topology() -> None:
+    inv = manager.inventory(load())
+    his = next(a for a in inv["assets"] if a["name"] == "his")
+    assert his == {"address": "10.77.0.10", "name": "his", "role": "HIS", "class": "server", "owner": "信息科",
+                   "zone": "server", "criticality": 5, "fragile": False, "backup_required": True}
+    pump = next(a for a in inv["assets"] if a["name"] == "pump")
+    assert pump["fragile"] is True
+    assert pump["zone"] == "clinical"
+    assert [a["name"] for a in inv["assets"] if a["backup_required"]] == ["his", "emr-db", "hardened"]
+
+
+def test_credentials_generated_from_topology() -> None:
+    assert manager.credentials(load()) == {"credentials": [{
+        "match": "10.77.0.0/24", "type": "ssh", "user": "root",
+        "key_file": "/var/lib/tcmscan-lab/scanner_ed25519", "port": 22, "sudo": False}]}
+
+
+def test_compose_file_in_sync() -> None:
+    assert compose.COMPOSE_FILE.read_text(encoding="utf-8") == compose.render(load())
+
+
+def test_compose_networks_internal_only() -> None:
+    doc = compose.compose(load())
+    assert doc["networks"] == {"hospital": {"internal": True, "driver": "bridge",
+                                            "ipam": {"config": [{"subnet": "10.77.0.0/24",
+                                                                 "gateway": "10.77.0.1"}]}}}
+    his = doc["services"]["his"]
+    assert his["networks"] == {"hospital": {"ipv4_address": "10.77.0.10"}}
+    assert his["volumes"] == ["./hosts/_common:/lab/layers/00-_common:ro", "./hosts/his:/lab/layers/01-his:ro"]
+    assert his["environment"] == {"LAB_HOST": "his", "LAB_ABSENT_PACKAGES": "rsyslog"}
+    assert "ports" not in his  # nothing published on the machine's own interfaces
+
+
+def test_host_dirs_exist_for_every_host_and_layer() -> None:
+    topo = load()
+    hosts_dir = Path(compose.LAB_DIR) / "hosts"
+    for h in topo.hosts:
+        assert (hosts_dir / h.name).is_dir(), h.name
+        for layer in h.layers:
+            assert (hosts_dir / f"_{layer}").is_dir(), layer
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d["hosts"][0].update(address="10.78.0.2"), "not usable in 10.77.0.0/24"),
+    (lambda d: d["hosts"][1].update(address="10.77.0.2"), "duplicate host address"),
+    (lambda d: d["hosts"][0].update(**{"class": "router"}), "class 'router' not one of"),
+    (lambda d: d["hosts"][0].update(zone="dmz"), "zone 'dmz' not one of"),
+    (lambda d: d["hosts"][0].update(name="a-very-long-hostname"), "bad host name"),
+    (lambda d: d["hosts"][0].update(services=[{"name": "telnet", "port": 23}]), "every host runs sshd"),
+    (lambda d: d["hosts"][0].update(address="10.77.0.1"), "not usable"),
+])
+def test_bad_topologies_rejected(mutate, message: str) -> None:
+    data = copy.deepcopy(raw())
+    mutate(data)
+    with pytest.raises(TopologyError, match=message):
+        parse(data)
+
+
+def test_expected_findings_consistent_with_topology() -> None:
+    topo = load()
+    names = {h.name for h in topo.hosts}
+    doc = yaml.safe_load((compose.LAB_DIR / "expected-findings.yaml").read_text(encoding="utf-8"))
+    entries = doc["expected"]
+    assert all(set(e) == {"host", "rule", "port"} for e in entries)
+    assert {e["host"] for e in entries} <= names
+    assert [e for e in entries if e["host"] in ("hardened", "sm-gw")] == []
+    # every port named is a planted service of that host
+    for e in entries:
+        if e["port"] is not None:
+            ports = {s.port for s in topo.host(e["host"]).services}
+            assert e["port"] in ports, e
+    keys = [(e["host"], e["rule"], e["port"]) for e in entries]
+    assert len(keys) == len(set(keys))
+    assert sorted(r for h, r, p in keys if h == "pump") == sorted([
+        "crypto.cleartext.telnet", "crypto.cleartext.ftp", "crypto.cleartext.http-admin",
+        "hardening.risky-port", "hardening.risky-port", "hardening.anonymous-ftp",
+        "medical.device.cleartext-service", "medical.device.cleartext-service", "medical.device.default-login"])
+
+
+def test_sm_responder_unit() -> None:
+    """The fake ShangMi responder's byte-level behaviour, without the network."""
+    import importlib.util
+    import struct
+
+    spec = importlib.util.spec_from_file_location("sm_responder", compose.LAB_DIR / "hosts/sm-gw/sm_responder.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from tests.lab.tls_hello import client_hello
+
+    def suite(server_hello: bytes) -> int:
+        sid_len = server_hello[9 + 2 + 32]
+        return struct.unpack_from("!H", server_hello, 9 + 2 + 32 + 1 + sid_len)[0]
+
+    tls13 = mod.respond(client_hello(0x0303, [0x00C6, 0x1301], tls13=True))
+    assert tls13[0] == 22 and tls13[5] == 2
+    assert suite(tls13) == 0x00C6
+    tlcp = mod.respond(client_hello(0x0101, [0xE013], tls13=False))
+    assert tlcp[:3] == b"\x16\x01\x01" and tlcp[5] == 2
+    assert suite(tlcp) == 0xE013
+    assert mod.respond(client_hello(0x0303, [0x1301, 0xC02F], tls13=True)) == b"\x15\x03\x03\x00\x02\x02\x28"

@@ -1,0 +1,98 @@
+"""Runs last (module order): `lab down` leaves nothing behind -- after a normal run and
+after a simulated crash that lost the state file.  If the lab was running before the
+session (others use it) or TCMSCAN_LAB_KEEP=1, it is brought up again at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab.conftest import leave_running
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = Path("/run/tcmscan-lab/state.json")
+
+
+def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, check=False)
+
+
+def alive(pid: int) -> bool:
+    """Still there after a grace period?  A killed process whose parent is the machine's
+    init may stay a zombie for a moment until init reaps it; a zombie runs nothing."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def assert_nothing_left(pids: list[int]) -> None:
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert [ln for ln in netns.splitlines() if ln.startswith("lab-")] == []
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    names = [ln.split(":")[1].strip().split("@")[0] for ln in links.splitlines()]
+    assert [n for n in names if n.startswith("vh-") or n == "tcmlab0"] == []
+    assert [p for p in pids if alive(p)] == []
+    mounts = Path("/proc/mounts").read_text()
+    assert "/run/tcmscan-lab" not in mounts
+    assert [m for m in mounts.splitlines() if "/run/netns/lab-" in m] == []
+    assert not Path("/run/tcmscan-lab/hosts").exists()
+    assert not STATE.exists()
+
+
+def recorded_pids() -> list[int]:
+    state = json.loads(STATE.read_text())
+    pids = []
+    for rec in state["hosts"].values():
+        pids += [int(rec["unshare_pid"]), int(rec["init_pid"])]
+    return pids
+
+
+def test_down_removes_everything(lab_session: dict[str, Any]) -> None:
+    forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    pids = recorded_pids()
+    done = lab_cli("down")
+    assert done.returncode == 0, done.stderr
+    assert_nothing_left(pids)
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward
+
+
+def test_down_after_crash_cleans_leftovers(lab_session: dict[str, Any]) -> None:
+    up = lab_cli("up")
+    assert up.returncode == 0, up.stderr
+    pids = recorded_pids()
+    STATE.unlink()  # the crash lost the record: down must find our prefixed names itself
+    done = lab_cli("down")
+    assert done.returncode == 0, done.stderr
+    assert_nothing_left(pids)
+    if leave_running(lab_session["already"]):
+        again = lab_cli("up")
+        assert again.returncode == 0, again.stderr
+        lab_session["status"] = json.loads(lab_cli("status", "--json").stdout)
+        assert lab_session["status"]["running"] is True
+
+
+def test_non_root_refused() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                           "-m", "lab", "up"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "lab: the lab needs root (network namespaces, overlay mounts): run it as root"]
