@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from scanner import __version__
@@ -48,7 +49,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                                 exclude_mac=args.exclude_mac or [], inventory=args.inventory, profile=args.profile,
                                 credentials=args.credentials, checks=args.checks, workers=args.workers,
                                 vantage=args.vantage, known_hosts=args.known_hosts, ping=not args.no_ping,
-                                extra_ports=args.ports or [])
+                                extra_ports=args.ports or [],
+                                ca_file=str(Path(args.ca_file).resolve()) if args.ca_file else None)
         scan_id = start_scan(settings, store, quiet=args.quiet)
     findings = [f for f in store.findings(scan_id) if f.status == "open"]
     counts = {s: sum(1 for f in findings if f.severity == s) for s in reversed(SEVERITIES)}
@@ -229,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default=DEFAULT_PROFILE, help="baseline profile id or file (default %(default)s)")
     s.add_argument("--credentials", metavar="FILE", help="credentials for authenticated checks (YAML)")
     s.add_argument("--known-hosts", metavar="FILE", help="SSH host keys pinned on first use")
+    s.add_argument("--ca-file", metavar="PEM", help="CA bundle of the hospital's own PKI, trusted besides the system's")
     s.add_argument("--checks", action="append", metavar="ID", help="run only these checks or families")
     s.add_argument("--ports", type=_port, action="append", metavar="PORT", help="extra TCP port to probe")
     s.add_argument("--workers", type=int, default=16, help="concurrent attempts (default %(default)s)")

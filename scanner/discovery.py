@@ -91,14 +91,37 @@ def find_live_hosts(addresses: list[str], *, raw: bool, timeout: float = 2.0,
     if not rest:
         return facts
     if raw:
-        _scapy_sweep(rest, facts, timeout, log)
-    else:
-        log("no raw-socket privilege: host discovery falls back to TCP connect ping")
+        try:
+            _scapy_sweep(rest, facts, timeout, log)
+        except OSError as e:
+            log(f"raw-socket sweep failed ({e}): falling back to TCP connect ping")
+            raw = False
+    if not raw:
+        rest = [a for a in rest if not facts[a].alive]
         with ThreadPoolExecutor(max_workers=16) as pool:
             for a, alive in zip(rest, pool.map(_connect_ping, rest), strict=True):
                 if alive:
                     facts[a].alive, facts[a].how = True, "tcp-connect"
+        # The kernel learnt on-link MACs during those connects: the do-not-touch MAC list needs them.
+        macs = neighbour_macs()
+        for a in rest:
+            if facts[a].alive and not facts[a].mac:
+                facts[a].mac = macs.get(a, "")
     return facts
+
+
+def neighbour_macs(path: str = "/proc/net/arp") -> dict[str, str]:
+    """IPv4 address -> MAC from the kernel's neighbour table (no packet sent)."""
+    out: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text().splitlines()[1:]
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 4 and parts[3] != "00:00:00:00:00:00":
+            out[parts[0]] = parts[3].lower()
+    return out
 
 
 def _scapy_sweep(addresses: list[str], facts: dict[str, HostFacts], timeout: float,
@@ -121,7 +144,10 @@ def _scapy_sweep(addresses: list[str], facts: dict[str, HostFacts], timeout: flo
             f = facts.get(rcv.psrc)
             if f:
                 f.alive, f.how, f.mac = True, "arp", rcv.hwsrc
-    others = [a for a in v4 if not facts[a].alive]
+    # On a local segment ARP is authoritative (ICMP would need ARP too, one slow resolution per dead
+    # address); ICMP echo and TCP SYN ping go only to routed addresses.
+    on_segment = {a for addrs in local.values() for a in addrs}
+    others = [a for a in v4 if not facts[a].alive and a not in on_segment]
     if others:
         answered, _ = sr(IP(dst=others) / ICMP(), timeout=timeout, retry=0)
         answered2, _ = sr(IP(dst=others) / TCP(dport=[22, 80, 443], flags="S"), timeout=timeout, retry=0)

@@ -35,8 +35,11 @@ class CheckMeta:
     services: tuple[str, ...] = ()          # service names (nmap/probe), e.g. ("ssh",); () with no ports = all
     ports: tuple[int, ...] = ()             # ports it applies to whatever the service name
     tls: bool = False                       # applies to any port nmap saw wrapped in TLS
-    proto: str = "tcp"
+    proto: str = "tcp"                      # "tcp", "udp" or "any"
     intrusive: bool = False                 # logs in, sends more than a handshake: never in safe mode
+    # ... unless the asset's inventory entry sets this field to true (e.g. "default_credentials_allowed"):
+    # the hospital's explicit permission to run this intrusive check on that fragile/medical asset.
+    safe_mode_opt_in: str = ""
     needs_credentials: str = ""             # credential type it needs ("ssh"), "" for none
     capabilities: tuple[str, ...] = ()      # IEC TR 80001-2-2 capabilities it tests (TXCF, AUTH, ...)
     timeout: float = 30.0
@@ -74,7 +77,7 @@ class Check:
         m = self.meta
         out = []
         for s in asset.services:
-            if s.proto != m.proto:
+            if m.proto != "any" and s.proto != m.proto:
                 continue
             by_name = s.name in m.services
             by_port = s.port in m.ports
@@ -85,6 +88,11 @@ class Check:
                 if self.refine(asset, s):
                     out.append(s)
         return out
+
+    def allowed_in_safe_mode(self, asset: Asset) -> bool:
+        """An intrusive check runs on a fragile asset only with the inventory's explicit opt-in."""
+        return not self.meta.intrusive or bool(
+            self.meta.safe_mode_opt_in and asset.extra.get(self.meta.safe_mode_opt_in) is True)
 
     def refine(self, asset: Asset, service: Service | None) -> bool:
         fn = getattr(self.module, "applies", None)

@@ -25,7 +25,8 @@ DEFAULT_WORKERS = 16
 
 def plan_attempts(scan_id: str, assets: Iterable[Asset], checks: Iterable[Check], *,
                   credential_types: Callable[[str], set[str]] = lambda _a: set(),
-                  timeout_scale: float = 1.0) -> tuple[list[AttemptSpec], list[AttemptResult]]:
+                  timeout_scale: float = 1.0, options: dict | None = None
+                  ) -> tuple[list[AttemptSpec], list[AttemptResult]]:
     """Return the attempts to run and the records of those decided without running (n/a, skipped)."""
     runnable: list[AttemptSpec] = []
     decided: list[AttemptResult] = []
@@ -34,28 +35,32 @@ def plan_attempts(scan_id: str, assets: Iterable[Asset], checks: Iterable[Check]
         for check in checks:
             m = check.meta
 
-            def decide(status: str, reason: str, detail: str, port: int | None = None, m=m, asset=asset) -> None:
-                decided.append(AttemptResult(attempt_id(scan_id, m.id, asset.address, port, m.proto), m.id,
+            def decide(status: str, reason: str, detail: str, port: int | None = None, proto: str = "",
+                       m=m, asset=asset) -> None:
+                proto = proto or (m.proto if m.proto != "any" else "tcp")
+                decided.append(AttemptResult(attempt_id(scan_id, m.id, asset.address, port, proto), m.id,
                                              asset.address, port, status, reason, detail))
 
             if not check.applies_to_asset(asset):
                 decide("not_applicable", "", f"applies to {', '.join(m.classes)}, asset is {asset.cls}")
                 continue
             if m.scope == "host":
-                targets: list[int | None] = [None] if check.refine(asset, None) else []
+                targets: list[tuple[int | None, str]] = [(None, m.proto)] if check.refine(asset, None) else []
             else:
-                targets = [s.port for s in check.matching_services(asset)]
+                targets = [(s.port, s.proto) for s in check.matching_services(asset)]
             if not targets:
                 decide("not_applicable", "", "no matching service" if m.scope == "service" else "not applicable")
                 continue
-            for port in targets:
-                if safe and m.intrusive:
-                    decide("skipped", "safe-mode", "intrusive check not run on a fragile/medical asset", port)
+            for port, proto in targets:
+                if safe and not check.allowed_in_safe_mode(asset):
+                    decide("skipped", "safe-mode", "intrusive check not run on a fragile/medical asset", port, proto)
                 elif m.needs_credentials and m.needs_credentials not in credential_types(asset.address):
-                    decide("skipped", "no-credentials", f"no {m.needs_credentials} credentials for this host", port)
+                    decide("skipped", "no-credentials", f"no {m.needs_credentials} credentials for this host", port,
+                           proto)
                 else:
                     runnable.append(AttemptSpec(scan_id=scan_id, check_id=m.id, asset=asset.to_dict(), port=port,
-                                                proto=m.proto, timeout=m.timeout * timeout_scale, safe_mode=safe))
+                                                proto=proto, timeout=m.timeout * timeout_scale, safe_mode=safe,
+                                                options=dict(options or {})))
     return runnable, decided
 
 

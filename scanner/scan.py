@@ -50,6 +50,11 @@ class ScanSettings:
     known_hosts: str | None = None
     ping: bool = True
     extra_ports: list[int] = field(default_factory=list)
+    ca_file: str | None = None          # extra CA bundle the hospital trusts (its own PKI), for certificate checks
+
+    def check_options(self) -> dict[str, Any]:
+        """Options every attempt receives (plain data: they travel with the AttemptSpec)."""
+        return {"tls_ca_file": self.ca_file} if self.ca_file else {}
 
 
 def now_iso() -> str:
@@ -63,6 +68,8 @@ def new_scan_id() -> str:
 def prepare(settings: ScanSettings) -> tuple[Inventory, CredentialStore, Profile, Registry]:
     """Validate every input before any packet leaves."""
     build_target_set(settings.targets, settings.scope, settings.exclude)
+    if settings.ca_file and not Path(settings.ca_file).is_file():
+        raise UsageError(f"CA file {settings.ca_file} does not exist")
     inventory = load_inventory(settings.inventory)
     creds = load_credentials(settings.credentials)
     profile = load_profile(settings.profile)
@@ -75,9 +82,10 @@ def prepare(settings: ScanSettings) -> tuple[Inventory, CredentialStore, Profile
     return inventory, creds, profile, registry
 
 
-def start_scan(settings: ScanSettings, store: Store, *, quiet: bool = False) -> str:
+def start_scan(settings: ScanSettings, store: Store, *, quiet: bool = False, scan_id: str | None = None) -> str:
+    """`scan_id` lets a caller record the id before the scan exists (scheduled jobs resume a dead run by it)."""
     inventory, creds, profile, registry = prepare(settings)
-    scan_id = new_scan_id()
+    scan_id = scan_id or new_scan_id()
     store.create_scan({
         "id": scan_id, "created": now_iso(), "started": now_iso(), "finished": None, "status": "running",
         "phase": "created", "targets": settings.targets, "scope": settings.scope, "exclude": settings.exclude,
@@ -146,7 +154,8 @@ def _continue(scan_id: str, store: Store, *, creds: CredentialStore, profile: Pr
     checks = registry.select(settings.checks)
     if phase == "discovered":
         specs, decided = plan_attempts(scan_id, assets, checks,
-                                       credential_types=lambda a: {c.type for c in creds.items if c.matches(a)})
+                                       credential_types=lambda a: {c.type for c in creds.items if c.matches(a)},
+                                       options=settings.check_options())
         versions = {c.meta.id: c.meta.version for c in checks}
         store.add_pending(scan_id, [(s.attempt_id, s.check_id, versions[s.check_id], s.asset["address"], s.port)
                                     for s in specs])
@@ -219,7 +228,8 @@ def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[An
     if not pending:
         return
     specs, _ = plan_attempts(scan_id, assets, checks,
-                             credential_types=lambda a: {c.type for c in creds.items if c.matches(a)})
+                             credential_types=lambda a: {c.type for c in creds.items if c.matches(a)},
+                             options=settings.check_options())
     specs = [s for s in specs if s.attempt_id in pending]
     versions = {c.meta.id: c.meta.version for c in checks}
     known_hosts = Path(settings.known_hosts) if settings.known_hosts else default_data_dir() / "known_hosts"

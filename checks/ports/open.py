@@ -17,9 +17,10 @@ META = CheckMeta(
     title_zh="开放端口与服务标识",
     title_en="Open ports and service banners",
     scope="service",
-    proto="tcp",
+    proto="any",
     timeout=15.0,
-    description="TCP connect to every port discovery found open; reads up to 512 bytes the server sends first.",
+    description="TCP connect to every TCP port discovery found open and reads up to 512 bytes the server sends "
+                "first; UDP services are reported as discovery saw them (no further packet).",
 )
 BANNER_WAIT = 1.5      # seconds to wait for a server-first banner (ssh, ftp, smtp, telnet negotiation)
 BANNER_MAX = 512
@@ -34,6 +35,10 @@ def printable(raw: bytes) -> str:
 def run(ctx: CheckContext) -> list[Observation]:
     svc = ctx.service
     assert svc is not None
+    if svc.proto == "udp":
+        return [ctx.observation("service", {
+            "port": svc.port, "proto": "udp", "name": svc.name, "product": svc.product, "version": svc.version,
+            "tunnel": "", "banner": "", "reachable": True})]
     sock = ctx.connect(timeout=5)
     banner = b""
     try:
