@@ -99,7 +99,8 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
 
 def _read_yaml(path: Path, what: str) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's loader when present: the same safe subset, ~8x faster on the large knowledge tables
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as e:
         raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
     except yaml.YAMLError as e:

@@ -1,0 +1,103 @@
+"""backup.http-files: are backup files (db dumps, archives) served over HTTP(S)? HEAD requests only.
+
+Paths come from baselines/knowledge/backup_http_paths.yaml (at most `max_requests` per port). A server that
+answers 200 for any path (a catch-all page) is recognised with one HEAD for a random path first: a
+backup path answering exactly like it is not counted. No body is ever requested. Not run on fragile
+assets (intrusive=True puts it under safe mode). Raw HTTP/1.1 over ctx.connect so every request goes
+through the scope and pacing guard (http.client would open its own sockets).
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import ssl
+
+from scanner.context import CheckContext
+from scanner.errors import CheckError
+from scanner.models import Observation
+from scanner.plugins import CheckMeta
+
+META = CheckMeta(
+    id="backup.http-files",
+    version="1.0",
+    title_zh="Web服务暴露的备份文件",
+    title_en="Backup files served over HTTP",
+    scope="service",
+    services=("http", "https", "http-alt", "https-alt", "http-proxy"),
+    ports=(80, 443, 8080, 8443),
+    tls=True,
+    intrusive=True,
+    timeout=60.0,
+    description="HEAD requests for common backup file names; records status, type and length only.",
+)
+MAX_HEAD = 16 * 1024
+HTML = ("text/html", "text/plain")
+
+
+def parse_head(raw: bytes) -> dict | None:
+    """Status and a few headers of an HTTP response head (pure: tested with hypothesis)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace")
+    lines = head.split("\r\n")
+    parts = lines[0].split(" ", 2) if lines else []
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return None
+    h: dict[str, str] = {}
+    for line in lines[1:200]:
+        k, sep, v = line.partition(":")
+        if sep:
+            h[k.strip().lower()] = v.strip()[:200]
+    length = h.get("content-length", "")
+    return {"status": int(parts[1][:3]), "type": h.get("content-type", "").split(";")[0].strip().lower()[:80],
+            "length": int(length) if length.isdigit() and len(length) < 16 else None}
+
+
+def _tls(ctx: CheckContext) -> bool:
+    s = ctx.service
+    return bool(s and (s.tunnel == "ssl" or s.name in ("https", "https-alt") or (s.port in (443, 8443)
+                                                                                  and s.name == "")))
+
+
+def head(ctx: CheckContext, path: str) -> dict | None:
+    sock: socket.socket = ctx.connect(timeout=5)
+    try:
+        if _tls(ctx):
+            tctx = ssl.create_default_context()
+            tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE  # we look for files, not judge certs
+            sock = tctx.wrap_socket(sock, server_hostname=None)
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.host}\r\nUser-Agent: tcmscan\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        raw = b""
+        while b"\r\n\r\n" not in raw and len(raw) < MAX_HEAD:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            raw += chunk
+    except (TimeoutError, ssl.SSLError, OSError):
+        return None
+    finally:
+        sock.close()
+    return parse_head(raw)
+
+
+def exposed(resp: dict | None, baseline: dict | None) -> bool:
+    if not resp or resp["status"] != 200 or resp["length"] == 0:
+        return False
+    if baseline and baseline["status"] == 200 and baseline["type"] == resp["type"]:
+        return False       # the server answers 200 for anything: a catch-all page, not a file
+    return not resp["type"].startswith(HTML)
+
+
+def run(ctx: CheckContext) -> list[Observation]:
+    table = ctx.knowledge["backup_http_paths"]
+    paths = list(table["paths"])[: int(table.get("max_requests", 20)) - 1]
+    baseline = head(ctx, f"/tcmscan-{secrets.token_hex(6)}.sql")
+    if baseline is None:
+        raise CheckError("protocol", f"{ctx.host}:{ctx.port} gave no HTTP answer to HEAD")
+    found = []
+    for p in paths:
+        r = head(ctx, p)
+        if exposed(r, baseline):
+            found.append({"path": p, "status": r["status"], "type": r["type"], "length": r["length"]})  # type: ignore[index]
+    return [ctx.observation("http-backup-files", {"tried": len(paths) + 1, "exposed": found,
+                                                   "catch_all": baseline["status"] == 200})]

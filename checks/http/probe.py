@@ -1,0 +1,182 @@
+"""http.probe: what a web endpoint shows to an unauthenticated visitor: status, Server header, HSTS,
+HTTP authentication challenges, a login (password) form, and where it redirects (to HTTPS or not).
+
+One GET / and at most one more GET for a redirect to the same host. TLS is spoken where nmap saw a TLS
+tunnel or the port is 443/8443, with certificate verification OFF: the certificate is tls.scan's business,
+this check only needs the page. Facts only; rules crypto.tls.no-hsts and crypto.cleartext.http-admin judge.
+
+Observation key `http`:
+    url, tls, status, server, location, redirect_https, hsts {max_age, include_subdomains, preload, raw} | None,
+    www_authenticate [{scheme, realm}], password_form, title, body_bytes, followed {same fields} | None
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from urllib.parse import urljoin, urlsplit
+
+from checks.http.wire import (
+    MAX_BODY,
+    MAX_HEAD,
+    HttpError,
+    dechunk,
+    page_facts,
+    parse_head,
+    parse_hsts,
+    parse_www_authenticate,
+)
+from scanner.context import CheckContext
+from scanner.errors import CheckError
+from scanner.models import Observation
+from scanner.plugins import CheckMeta
+
+META = CheckMeta(
+    id="http.probe",
+    version="1.0",
+    title_zh="Web服务登录页面、HTTP认证与HSTS",
+    title_en="Web endpoint: login pages, HTTP authentication, HSTS, HTTPS redirect",
+    scope="service",
+    services=("http", "https", "http-alt", "https-alt", "http-proxy"),
+    ports=(80, 443, 8080, 8443),
+    timeout=20.0,
+    description="GET / (and one same-host redirect) over HTTP or TLS without certificate verification; "
+                "body read up to 256 KiB.",
+)
+TLS_PORTS = (443, 8443)
+FETCH_BUDGET = 8.0          # seconds for one request/response, whatever the peer's pace
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def uses_tls(service) -> bool:
+    return service.tunnel == "ssl" or service.name in ("https", "https-alt") or service.port in TLS_PORTS
+
+
+def _tls_context() -> ssl.SSLContext:
+    # Verification off and old protocols allowed on purpose: a legacy HTTPS server (TLS 1.0, 1024-bit RSA,
+    # SHA-1) must still show us its page; judging its TLS is tls.scan's job.
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    c.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    try:
+        c.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    return c
+
+
+def _recv_until(sock: socket.socket, deadline: float, buf: bytearray, done) -> bool:
+    """Read into buf until done(buf), EOF or the deadline; True when done(buf) or EOF."""
+    while not done(buf):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ssl.SSLWantReadError):
+            return False
+        except (ssl.SSLError, OSError):
+            return True           # a reset after the response is an end of body
+        if not chunk:
+            return True
+        buf += chunk
+    return True
+
+
+def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
+    deadline = time.monotonic() + min(FETCH_BUDGET, ctx.remaining())
+    raw = ctx.connect(port, timeout=min(5.0, ctx.remaining()))
+    sock: socket.socket = raw
+    try:
+        if tls:
+            raw.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                sock = _tls_context().wrap_socket(raw, do_handshake_on_connect=True)
+            except TimeoutError:
+                raise CheckError("timeout", f"TLS handshake with {ctx.host}:{port} timed out") from None
+            except (ssl.SSLError, OSError) as e:
+                raise CheckError("protocol", f"TLS handshake with {ctx.host}:{port} failed: {e}") from None
+        host = f"[{ctx.host}]" if ":" in ctx.host else ctx.host
+        req = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tcmscan/1.0 (security assessment)\r\n"
+               "Accept: text/html,*/*;q=0.8\r\nConnection: close\r\n\r\n")
+        try:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock.sendall(req.encode("ascii", errors="replace"))
+        except OSError as e:
+            raise CheckError("connectivity", f"send to {ctx.host}:{port} failed: {e}") from None
+        buf = bytearray()
+        finished = _recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                raise CheckError("protocol", f"HTTP header larger than {MAX_HEAD} bytes")
+            if not finished:
+                raise CheckError("timeout", f"no complete HTTP response header within {FETCH_BUDGET:.0f} s")
+            if not buf:
+                raise CheckError("protocol", "connection closed without an HTTP response")
+            end = len(buf)   # headers ended by EOF: parse what came
+        try:
+            head = parse_head(bytes(buf[:end]))
+        except HttpError as e:
+            raise CheckError("protocol", str(e)) from None
+        body = bytearray(buf[end + 4:])
+        length = head.get("content-length")
+        want = int(length) if length and length.isdigit() else None
+        chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
+        if head.status not in (204, 304) and (want is None or len(body) < want):
+            _recv_until(sock, deadline, body, lambda b: len(b) >= min(want or MAX_BODY, MAX_BODY)
+                        or (chunked and b.endswith(b"0\r\n\r\n")))
+        body = body[:MAX_BODY]
+        if chunked:
+            body = bytearray(dechunk(bytes(body)))
+    finally:
+        sock.close()
+    scheme = "https" if tls else "http"
+    default = 443 if tls else 80
+    url = f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
+    location = head.get("location")
+    target = urljoin(url, location) if location else None
+    return {
+        "url": url, "tls": tls, "status": head.status, "server": (head.get("server") or "")[:200],
+        "location": (target or "")[:500],
+        "redirect_https": bool(target and head.status in REDIRECTS and urlsplit(target).scheme == "https"),
+        "hsts": parse_hsts(head.get("strict-transport-security")) if tls else None,
+        "www_authenticate": parse_www_authenticate(head.get_all("www-authenticate")),
+        **page_facts(bytes(body), head.get("content-type")),
+        "body_bytes": len(body),
+    }
+
+
+def _same_host_target(ctx: CheckContext, location: str) -> tuple[int, bool, str] | None:
+    """(port, tls, path) of a redirect we may follow: same host only (scope), http(s) only."""
+    try:
+        u = urlsplit(location)
+        port = u.port
+    except ValueError:
+        return None
+    if u.scheme not in ("http", "https") or (u.hostname or "").lower() not in (ctx.host.lower(),
+                                                                                (ctx.asset.name or "").lower()):
+        return None
+    tls = u.scheme == "https"
+    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    if any(c in path for c in "\r\n ") or len(path) > 1000:
+        return None
+    return (port or (443 if tls else 80), tls, path)
+
+
+def run(ctx: CheckContext) -> list[Observation]:
+    svc = ctx.service
+    assert svc is not None
+    first = fetch(ctx, svc.port, uses_tls(svc))
+    first["followed"] = None
+    if first["status"] in REDIRECTS and first["location"]:
+        nxt = _same_host_target(ctx, first["location"])
+        if nxt is not None:
+            try:
+                first["followed"] = fetch(ctx, *nxt)
+            except CheckError as e:   # the first page is still a fact; say why the second is missing
+                first["followed"] = {"url": first["location"], "error": f"{e.reason}: {e.detail}"[:200]}
+    return [ctx.observation("http", first)]

@@ -1,0 +1,160 @@
+"""HTTP/1.1 response parsing for http.probe: pure functions over bytes, bounded, never raising on garbage
+except `HttpError` from `parse_head`. Kept separate from the socket code so hypothesis can drive it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MAX_HEAD = 32 * 1024          # status line + headers
+MAX_BODY = 256 * 1024         # body bytes read for the login-form and title search
+MAX_HEADERS = 200
+
+
+class HttpError(Exception):
+    pass
+
+
+@dataclass
+class Head:
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), None)
+
+    def get_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [v for k, v in self.headers if k == name]
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
+def parse_head(raw: bytes) -> Head:
+    """Status line and headers (without the blank line). Obsolete line folding is joined."""
+    lines = raw.split(b"\n")
+    status = _text(lines[0]).strip()
+    m = re.match(r"^(HTTP/\d(?:\.\d)?)\s+(\d{3})(?:\s+(.*))?$", status)
+    if not m:
+        raise HttpError(f"not an HTTP status line: {status[:60]!r}")
+    head = Head(version=m.group(1), status=int(m.group(2)), reason=(m.group(3) or "")[:100])
+    for line in lines[1:]:
+        line_s = _text(line).rstrip("\r")
+        if not line_s:
+            continue
+        if line_s[0] in " \t" and head.headers:    # obs-fold
+            k, v = head.headers[-1]
+            head.headers[-1] = (k, (v + " " + line_s.strip())[:4096])
+            continue
+        name, sep, value = line_s.partition(":")
+        if not sep or not name.strip():
+            continue                                # tolerate junk lines, as browsers do
+        head.headers.append((name.strip().lower()[:100], value.strip()[:4096]))
+        if len(head.headers) >= MAX_HEADERS:
+            break
+    return head
+
+
+def parse_hsts(value: str | None) -> dict | None:
+    """Strict-Transport-Security (RFC 6797 6.1): max-age (None if absent/invalid), includeSubDomains, preload."""
+    if value is None:
+        return None
+    max_age: int | None = None
+    include = preload = False
+    for part in value.split(";"):
+        name, _, v = part.strip().partition("=")
+        name = name.strip().lower()
+        v = v.strip().strip('"')
+        if name == "max-age" and v.isdigit() and len(v) <= 12:
+            max_age = int(v)
+        elif name == "includesubdomains":
+            include = True
+        elif name == "preload":
+            preload = True
+    return {"max_age": max_age, "include_subdomains": include, "preload": preload, "raw": value[:200]}
+
+
+def _split_commas(value: str) -> list[str]:
+    """Split on commas outside double quotes."""
+    parts, cur, quoted = [], [], False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+_PARAM = re.compile(r'^([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("([^"]*)"?|[^\s]*)')
+
+
+def parse_www_authenticate(values: list[str]) -> list[dict]:
+    """[{scheme, realm}] from WWW-Authenticate headers (RFC 9110 11.6.1): a piece without '=' before its first
+    space starts a challenge ('Basic realm="x"'), a 'name=value' piece is a parameter of the current one."""
+    out: list[dict] = []
+    for v in values:
+        for piece in _split_commas(v[:4096]):
+            piece = piece.strip()
+            if not piece:
+                continue
+            m = _PARAM.match(piece)
+            if m and out:
+                if m.group(1).lower() == "realm" and out[-1]["realm"] is None:
+                    out[-1]["realm"] = (m.group(3) if m.group(3) is not None else m.group(2))[:200]
+                continue
+            scheme, _, rest = piece.partition(" ")
+            if "=" in scheme or len(out) >= 10:
+                continue
+            out.append({"scheme": scheme[:40], "realm": None})
+            m = _PARAM.match(rest.strip())
+            if m and m.group(1).lower() == "realm":
+                out[-1]["realm"] = (m.group(3) if m.group(3) is not None else m.group(2))[:200]
+    return out
+
+
+def dechunk(body: bytes) -> bytes:
+    """Transfer-Encoding: chunked (RFC 9112 7.1); a malformed or truncated stream yields what was decoded."""
+    out = bytearray()
+    pos = 0
+    while pos < len(body) and len(out) < MAX_BODY:
+        eol = body.find(b"\r\n", pos, pos + 1024)
+        if eol < 0:
+            break
+        size_s = body[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_s, 16)
+        except ValueError:
+            break
+        if size <= 0:
+            break
+        out += body[eol + 2:eol + 2 + size]
+        pos = eol + 2 + size + 2
+    return bytes(out[:MAX_BODY])
+
+
+PASSWORD_INPUT = re.compile(rb"<input\b[^>]{0,500}?\btype\s*=\s*[\"']?password\b", re.I)
+TITLE = re.compile(rb"<title[^>]{0,100}>([^<]{0,300})", re.I)
+
+
+def page_facts(body: bytes, content_type: str | None) -> dict:
+    """What the page shows: a password field (a login form), its title."""
+    charset = "utf-8"
+    m = re.search(r"charset=([\w-]+)", content_type or "", re.I)
+    if m:
+        charset = m.group(1)
+    t = TITLE.search(body)
+    try:
+        title = t.group(1).decode(charset, errors="replace").strip() if t else ""
+    except LookupError:
+        title = t.group(1).decode("utf-8", errors="replace").strip() if t else ""
+    return {"password_form": bool(PASSWORD_INPUT.search(body)), "title": title[:120]}

@@ -1,0 +1,1 @@
+"""TLS checks: handshake-level enumeration of protocol versions and cipher suites, certificate, ShangMi."""

@@ -1,0 +1,28 @@
+"""Backup family against the lab: exact (host, rule, port) sets for his, emr-db, backup and hardened."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import expected, scan, triples
+
+pytestmark = pytest.mark.lab
+HOSTS = ("his", "emr-db", "backup", "hardened")
+WANT = {
+    ("his", "backup.missing", None),
+    ("emr-db", "backup.stale", None), ("emr-db", "backup.no-offsite", None), ("emr-db", "backup.unencrypted", None),
+    ("emr-db", "backup.no-integrity", None), ("emr-db", "backup.no-restore-test", None),
+    ("emr-db", "backup.writable-store", None),
+    ("backup", "backup.exposed-rsync", 873),
+}
+
+
+def test_backup_family_on_lab(lab, lab_host, tmp_path):
+    _, found = scan([lab_host(h) for h in HOSTS], scope=[lab["subnet"]], db=tmp_path / "lab.db",
+                    checks=["backup"], inventory=lab["inventory"], credentials=lab["credentials"])
+    got = {t for t in triples(found, lab) if t[1].startswith("backup.")}
+    assert got == WANT
+    # the ground truth file agrees once the lead has merged our lines
+    truth = expected(("backup.",), HOSTS)
+    if truth:
+        assert got == truth
