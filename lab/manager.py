@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,8 +68,15 @@ def _put(upper: Path, rel: str, text: str | bytes, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def _remove_tree(path: Path) -> None:
+    """rmtree, after clearing append-only/immutable flags a host set on its own files (hardened's backups)."""
+    if path.exists() and shutil.which("chattr"):
+        subprocess.run(["chattr", "-R", "-a", "-i", str(path)], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _prepare_upper(topo: Topology, host: Host, upper: Path, keys: dict[str, str], pki: LabPKI) -> None:
-    shutil.rmtree(upper, ignore_errors=True)
+    _remove_tree(upper)
     upper.mkdir(parents=True)
     for layer in host.layers:
         _copy_layer(HOSTS_DIR / f"_{layer}", upper)
@@ -339,7 +347,7 @@ def down(progress: Progress = print) -> None:
     for m in reversed(Path("/proc/mounts").read_text().splitlines()):
         if m.split()[1].startswith(str(topo.state_dir)):
             netns.run(["umount", "-l", m.split()[1]], "umount", check=False)
-    shutil.rmtree(p["hosts"], ignore_errors=True)
+    _remove_tree(p["hosts"])
     for f in ("inventory", "credentials"):
         p[f].unlink(missing_ok=True)
     left = _leftovers(topo)

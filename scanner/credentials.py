@@ -20,7 +20,7 @@ class Credential:
     type: str
     user: str = ""
     password: str | None = None
-    key_file: str | None = None
+    key_file: str | None = None      # neither key_file nor password: the keys of ssh-agent ($SSH_AUTH_SOCK)
     port: int | None = None
     sudo: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -38,7 +38,8 @@ class Credential:
 
     def describe(self) -> dict[str, Any]:
         """What may be stored or shown about a credential: never the secret."""
-        return {"type": self.type, "user": self.user, "method": "key" if self.key_file else "password"}
+        method = "key" if self.key_file else "password" if self.password is not None else "agent"
+        return {"type": self.type, "user": self.user, "method": method}
 
 
 @dataclass

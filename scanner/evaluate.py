@@ -102,8 +102,14 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
                 continue
             hits: list[Finding] = []
             eval_error = ""
+            unavailable: list[str] = []
             for o in by_check_host.get((rule.check, asset.address), []):
                 if rule.key and o.key != rule.key:
+                    continue
+                if isinstance(o.data, dict) and o.data.get("unavailable"):
+                    # the check could not read this fact on the host (command missing, no sudo, ...):
+                    # the rule is not assessed for it - never a pass
+                    unavailable.append(f"{o.key}: {o.data['unavailable']}"[:200])
                     continue
                 local = {**names, "data": _ns(o.data), "obs": Namespace(port=o.port, key=o.key)}
                 try:
@@ -131,6 +137,9 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
                 results.append(RuleResult(rule.id, asset.address, status, ""))
             elif eval_error:
                 results.append(RuleResult(rule.id, asset.address, "not_assessed", eval_error))
+            elif unavailable:
+                results.append(RuleResult(rule.id, asset.address, "not_assessed",
+                                          "unavailable: " + "; ".join(sorted(set(unavailable)))))
             elif failed:
                 why = "; ".join(sorted({f"{t['reason']}: {t['detail']}"[:200] for t in failed}))
                 results.append(RuleResult(rule.id, asset.address, "not_assessed", why))

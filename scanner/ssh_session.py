@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +18,22 @@ from scanner.context import CheckContext, RunEnv
 from scanner.errors import CheckError
 
 MAX_OUTPUT = 4 * 1024 * 1024   # bytes read from one command at most
+MAX_STDERR = 64 * 1024
+# CSI / OSC / two-byte escape sequences: colour codes a login script may print
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+
+
+class HostKeyChanged(CheckError):
+    """The host presented a key other than the pinned one: authenticated checks on it stop."""
+
+    def __init__(self, name: str, key_type: str, old: str, new: str) -> None:
+        super().__init__("host-key-changed", f"{key_type} host key of {name} changed: was {old}, now {new}; "
+                                             "authenticated checks stopped")
+        self.name, self.key_type, self.old, self.new = name, key_type, old, new
+
+    def again(self) -> HostKeyChanged:
+        """A fresh copy to raise in another attempt (an exception object is not shared between threads)."""
+        return HostKeyChanged(self.name, self.key_type, self.old, self.new)
 
 
 @dataclass
@@ -24,6 +43,7 @@ class CommandResult:
     stdout: str
     stderr: str
     truncated: bool = False
+    clean: bool = True        # False: the shell printed nothing of ours (no start marker): output untrusted
 
 
 class KnownHosts:
@@ -44,9 +64,7 @@ class KnownHosts:
                 if len(parts) >= 3 and parts[0] == name and parts[1] == key.get_name():
                     if parts[2] == key.get_base64():
                         return "pinned"
-                    raise CheckError("host-key-changed",
-                                     f"{key.get_name()} host key of {name} changed: was {_fp(parts[2])}, "
-                                     f"now {_fp(key.get_base64())}; authenticated checks stopped")
+                    raise HostKeyChanged(name, key.get_name(), _fp(parts[2]), _fp(key.get_base64()))
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
                 f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
@@ -67,12 +85,18 @@ class HostSession:
     lock: threading.Lock = field(default_factory=threading.Lock)
     broken: str = ""
 
-    def run(self, command: str, timeout: float = 20.0, *, privileged: bool = False) -> CommandResult:
-        """Run a read-only command. `privileged` wraps it in non-interactive sudo when the credential says so."""
+    def run(self, command: str, timeout: float = 20.0, *, privileged: bool = False,
+            limit: int = MAX_OUTPUT) -> CommandResult:
+        """Run a read-only command. `privileged` wraps it in non-interactive sudo when the credential says so.
+
+        What login scripts print before our command (banners, motd, colour codes from ~/.bashrc) is cut
+        at a random start marker; ANSI escape sequences are removed; stdout is capped at `limit` bytes.
+        """
         if self.broken:
             raise CheckError("connectivity", self.broken)
         if privileged and self.sudo and self.user != "root":
             command = "sudo -n -- sh -c " + _quote(command)
+        mark = f"__tcmscan_{secrets.token_hex(6)}__"
         try:
             transport = self.client.get_transport()
             if transport is None or not transport.is_active():
@@ -80,22 +104,39 @@ class HostSession:
             chan = transport.open_session(timeout=timeout)
             chan.settimeout(timeout)
             # LC_ALL=C: parse stable English output; no tty: no colour codes or motd in the output
-            chan.exec_command(f"LC_ALL=C; export LC_ALL; {command}")
-            out, err = _read_all(chan, MAX_OUTPUT)
-            status = chan.recv_exit_status()
+            chan.exec_command(f"LC_ALL=C; export LC_ALL; echo {mark}; echo {mark} >&2; {command}")
+            out, err = _read_all(chan, limit, time.monotonic() + timeout)
+            status = chan.recv_exit_status() if chan.exit_status_ready() else -1
             chan.close()
+            if status == -1:
+                # no exit status: the command was killed, or the connection dropped under it
+                if transport.is_alive():
+                    transport.join(0.3)
+                if not transport.is_active():
+                    raise paramiko.SSHException("connection closed while a command ran")
         except (TimeoutError, OSError) as e:
             raise CheckError("timeout", f"command did not finish in {timeout:.0f} s: {command[:60]}") from e
-        except paramiko.SSHException as e:
+        except (paramiko.SSHException, EOFError) as e:
             self.broken = f"SSH session to {self.address} dropped: {e}"
             raise CheckError("connectivity", self.broken) from None
-        return CommandResult(command, status, out[0].decode("utf-8", "replace"), err[0].decode("utf-8", "replace"),
-                             truncated=out[1])
+        stdout, found = _after_marker(out[0].decode("utf-8", "replace"), mark)
+        stderr, _ = _after_marker(err[0].decode("utf-8", "replace"), mark)
+        return CommandResult(command, status, stdout, stderr, truncated=out[1], clean=found)
 
 
-def _read_all(chan: paramiko.Channel, limit: int) -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
+def _after_marker(text: str, mark: str) -> tuple[str, bool]:
+    i = text.find(mark)
+    if i < 0:
+        return _ANSI.sub("", text), False
+    return _ANSI.sub("", text[i + len(mark):].removeprefix("\r").removeprefix("\n")), True
+
+
+def _read_all(chan: paramiko.Channel, limit: int, deadline: float
+              ) -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
+    """Both streams of a channel, bounded in size and in time (TimeoutError past `deadline`)."""
     out, err = bytearray(), bytearray()
     truncated = False
+    limit += 256      # room for the start marker and what a login script printed before it
     while True:
         if chan.recv_ready():
             data = chan.recv(65536)
@@ -104,14 +145,19 @@ def _read_all(chan: paramiko.Channel, limit: int) -> tuple[tuple[bytes, bool], t
             else:
                 truncated = True
         elif chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)[: max(0, 65536 - len(err))]
+            err += chan.recv_stderr(65536)[: max(0, MAX_STDERR - len(err))]
         elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
             break
+        elif chan.closed or chan.eof_received and chan.exit_status_ready():
+            break
         else:
+            if time.monotonic() > deadline:
+                chan.close()
+                raise TimeoutError("command timed out")
             chan.status_event.wait(0.05)
             if chan.closed and not chan.recv_ready():
                 break
-    return (bytes(out[:limit]), truncated), (bytes(err), False)
+    return (bytes(out[:limit]), truncated or len(out) > limit), (bytes(err), False)
 
 
 def _quote(s: str) -> str:
@@ -130,6 +176,8 @@ def host_session(ctx: CheckContext) -> HostSession:
         lock = locks.setdefault(ctx.host, threading.Lock())
     with lock:
         existing = cache.get(ctx.host)
+        if isinstance(existing, HostKeyChanged):
+            raise existing.again() from None
         if isinstance(existing, CheckError):
             raise CheckError(existing.reason, existing.detail)
         if existing is not None:
@@ -142,6 +190,12 @@ def host_session(ctx: CheckContext) -> HostSession:
         return cache[ctx.host]
 
 
+def host_key_facts(env: RunEnv, address: str) -> dict | None:
+    """What the handshake saw of the host key (status pinned/new/changed, type, fingerprints), or None
+    when no handshake happened (no route, no SSH). Filled by the first attempt that opened the session."""
+    return env.__dict__.get("_ssh_hostkeys", {}).get(address)
+
+
 def _open(ctx: CheckContext) -> HostSession:
     cred = ctx.credential("ssh")
     if cred is None:
@@ -149,30 +203,60 @@ def _open(ctx: CheckContext) -> HostSession:
     port = cred.port or 22
     sock = ctx.connect(port, timeout=10)
     transport = paramiko.Transport(sock)
+    facts = ctx.env.__dict__.setdefault("_ssh_hostkeys", {})
     try:
         transport.start_client(timeout=10)
         key = transport.get_remote_server_key()
         known = KnownHosts(ctx.env.known_hosts or Path.home() / ".local/share/tcmscan/known_hosts")
-        status = known.check(ctx.host, port, key)
-        pkey = _load_key(cred.key_file) if cred.key_file else None
-        if pkey is not None:
-            transport.auth_publickey(cred.user, pkey)
-        elif cred.password is not None:
-            transport.auth_password(cred.user, cred.password)
-        else:
-            raise CheckError("no-credentials", "credential has neither key_file nor password")
+        try:
+            status = known.check(ctx.host, port, key)
+        except HostKeyChanged as e:
+            facts[ctx.host] = {"status": "changed", "port": port, "type": e.key_type, "fingerprint": e.new,
+                               "pinned_fingerprint": e.old}
+            raise
+        facts[ctx.host] = {"status": status, "port": port, "type": key.get_name(),
+                           "fingerprint": _fp(key.get_base64()), "pinned_fingerprint": _fp(key.get_base64())}
+        _authenticate(transport, cred)
     except paramiko.AuthenticationException:
         transport.close()
         raise CheckError("auth", f"authentication as {cred.user} refused") from None
-    except paramiko.SSHException as e:
+    except (paramiko.SSHException, EOFError) as e:
         transport.close()
         raise CheckError("protocol", f"SSH handshake failed: {e}") from None
+    except OSError as e:
+        transport.close()
+        raise CheckError("connectivity", f"SSH connection to {ctx.host}:{port} failed: {e}") from None
     except CheckError:
         transport.close()
         raise
     client = paramiko.SSHClient()
     client._transport = transport  # noqa: SLF001 - paramiko's documented way to wrap an authenticated Transport
     return HostSession(ctx.host, client, cred.user, cred.sudo, status)
+
+
+def _authenticate(transport: paramiko.Transport, cred) -> None:
+    """Key file, else password, else the keys an ssh-agent ($SSH_AUTH_SOCK) holds, tried in turn."""
+    if cred.key_file:
+        transport.auth_publickey(cred.user, _load_key(cred.key_file))
+        return
+    if cred.password is not None:
+        transport.auth_password(cred.user, cred.password)
+        return
+    agent = paramiko.Agent()
+    try:
+        keys = agent.get_keys()
+        if not keys:
+            raise CheckError("no-credentials", "credential has neither key_file nor password, and no ssh-agent "
+                                               "key is available ($SSH_AUTH_SOCK)")
+        for k in keys:
+            try:
+                transport.auth_publickey(cred.user, k)
+                return
+            except paramiko.AuthenticationException:
+                continue
+        raise paramiko.AuthenticationException("no ssh-agent key accepted")
+    finally:
+        agent.close()
 
 
 def _load_key(path: str) -> paramiko.PKey:

@@ -1,0 +1,51 @@
+"""host.host-key: the SSH host key the host presented, against our pin file (trust on first use).
+
+Its own check, apart from host.snapshot, so that a changed key can be a finding while every rule that
+reads the snapshot says "not assessed": host.snapshot raises host-key-changed (its attempt errs, so
+scanner/evaluate.py marks its rules not assessed), and this check completes with
+{changed: true, ...}, which rule hardening.host-key-changed reads. Both use the one shared session;
+the key is compared before authentication, so a wrong password still yields the host-key fact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scanner.context import CheckContext
+from scanner.errors import CheckError
+from scanner.models import Observation
+from scanner.plugins import CheckMeta
+from scanner.ssh_session import host_key_facts, host_session
+
+META = CheckMeta(
+    id="host.host-key",
+    version="1.0",
+    title_zh="SSH主机密钥固定（首次信任）",
+    title_en="SSH host key pinning (trust on first use)",
+    scope="host",
+    classes=("server", "workstation", "unknown", "network-device"),
+    intrusive=True,
+    needs_credentials="ssh",
+    timeout=30.0,
+    description="Compares the host key with the one pinned in tcmscan's known-hosts file; records a change.",
+)
+
+
+def applies(asset: Any, service: Any) -> bool:
+    return any(s.name == "ssh" or s.port == 22 for s in asset.services if s.proto == "tcp")
+
+
+def run(ctx: CheckContext) -> list[Observation]:
+    try:
+        host_session(ctx)
+    except CheckError:
+        facts = host_key_facts(ctx.env, ctx.host)
+        if facts is None:     # no handshake happened: nothing seen, nothing to say
+            raise
+    facts = host_key_facts(ctx.env, ctx.host)
+    if facts is None:
+        raise CheckError("protocol", "the SSH session opened without a recorded host key")
+    return [ctx.observation("host-key", {
+        "changed": facts["status"] == "changed", "status": facts["status"], "port": facts["port"],
+        "key_type": facts["type"], "fingerprint": facts["fingerprint"],
+        "pinned_fingerprint": facts["pinned_fingerprint"]}, port=None)]
