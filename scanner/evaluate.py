@@ -96,9 +96,13 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
                 continue
             tries = attempts_by.get((rule.check, asset.address), [])
             ran = [t for t in tries if t["status"] != "not_applicable"]
+            if not tries:
+                # the check did not run at all in this scan (not selected, or not installed): unknown, not n/a
+                results.append(RuleResult(rule.id, asset.address, "not_assessed",
+                                          f"check {rule.check} did not run in this scan"))
+                continue
             if not ran:
-                reason = "check not installed" if not tries else "check not applicable"
-                results.append(RuleResult(rule.id, asset.address, "not_applicable", reason))
+                results.append(RuleResult(rule.id, asset.address, "not_applicable", "check not applicable"))
                 continue
             hits: list[Finding] = []
             eval_error = ""

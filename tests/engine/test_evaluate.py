@@ -96,3 +96,11 @@ def test_diff_new_fixed_persisting_waived_and_not_reassessed():
         "fixed": [("10.0.0.5", "crypto.cleartext.telnet"), ("10.0.0.5", "hardening.risky-port")],
         "not_reassessed": [("10.0.0.6", "crypto.cleartext.telnet"), ("10.0.0.6", "hardening.risky-port")],
     }
+
+
+def test_a_check_that_did_not_run_leaves_its_rules_not_assessed():
+    p = load_profile()
+    a = asset()
+    _, results = evaluate_scan(p, [a], [attempt(a.address, 23)], [svc_obs(a.address, 23, "telnet")], now=NOW)
+    v = {r.rule_id: (r.status, r.reason) for r in results}
+    assert v["crypto.tls.legacy-protocol"] == ("not_assessed", "check tls.scan did not run in this scan")
