@@ -32,9 +32,13 @@ class HostGuard:
         self.address = address
         self.interval = 1.0 / rate if rate else 0.0
         self._lock = threading.Lock()
-        self._next = 0.0
-        self.silent = 0
+        # The first paced packet also waits one interval: discovery's last probe to this device may have
+        # left a moment ago, and the ceiling holds across the hand-over.
+        self._next = time.monotonic() + self.interval
+        self.silent = 0              # failed exchanges in a row (connects and application answers)
+        self.app_silent = 0          # of which: connected, then the application did not answer
         self.first_rtt: float | None = None
+        self.baseline: dict[str, float] = {}   # first response time per kind (connect, dicom, hl7, ...)
         self.stopped_reason = ""
         self.events: list[str] = []
 
@@ -44,26 +48,63 @@ class HostGuard:
         with self._lock:
             now = time.monotonic()
             wait = self._next - now
-            self._next = max(now, self._next) + self.interval
+            # 1% margin: timer jitter must never let a capture see rate+1 packets in one second
+            self._next = max(now, self._next) + self.interval * 1.01
         if wait > 0:
             time.sleep(wait)
 
-    def record(self, ok: bool, rtt: float | None = None) -> None:
+    def record(self, ok: bool, rtt: float | None = None, kind: str = "connect", why: str = "") -> None:
+        """One exchange with the device: `ok` False when it did not answer (connect or read timed out).
+
+        Response times are compared per `kind` (a TCP handshake and a DICOM association take different
+        times), so a device whose answers slow to SLOWDOWN_FACTOR times the first one gets half our rate.
+        """
         with self._lock:
             if not ok:
                 self.silent += 1
+                if kind != "connect":
+                    self.app_silent += 1
                 if self.interval and self.silent >= STOP_AFTER_SILENT_TRIES and not self.stopped_reason:
-                    self.stopped_reason = f"stopped answering after {self.silent} failed connections"
+                    self.stopped_reason = (f"stopped answering after {self.silent} failed exchanges"
+                                           + (f" (last: {why})" if why else "") + ": not probed further")
                     self.events.append(self.stopped_reason)
                 return
-            self.silent = 0
+            # A TCP handshake from a device whose application went silent is no sign of recovery.
+            if kind != "connect" or not self.app_silent:
+                self.silent = 0
+            if kind != "connect":
+                self.app_silent = 0
             if rtt is None:
                 return
-            if self.first_rtt is None:
-                self.first_rtt = max(rtt, 0.001)
-            elif self.interval and rtt > SLOWDOWN_FACTOR * self.first_rtt and rtt > 0.05:
+            first = self.baseline.get(kind)
+            if first is None:
+                self.baseline[kind] = max(rtt, 0.001)
+                if kind == "connect":
+                    self.first_rtt = self.baseline[kind]
+            elif self.interval and rtt > SLOWDOWN_FACTOR * first and rtt > 0.05:
                 self.interval *= 2   # the device slows: halve our rate
-                self.events.append(f"response time {rtt * 1000:.0f} ms: rate halved to {1 / self.interval:.1f}/s")
+                self.baseline[kind] = rtt   # the next halving needs a further slowdown, not the same one
+                self.events.append(f"{kind} response time {rtt * 1000:.0f} ms (first {first * 1000:.0f} ms): "
+                                   f"rate halved to {1 / self.interval:.2f}/s")
+
+
+class PacedSocket(socket.socket):
+    """A TCP socket whose every send waits for the device's pace (safe mode): the SYN is paced by
+    `CheckContext.allow`, payload segments here, so at most `rate` scanner-initiated packets per second."""
+
+    guard: HostGuard | None = None
+    SEGMENT = 1400      # below a typical MSS: one paced send is one segment
+
+    def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
+        if self.guard is not None:
+            self.guard.pace()
+        return super().send(bytes(data)[:self.SEGMENT], flags)
+
+    def sendall(self, data, flags: int = 0) -> None:  # type: ignore[override]
+        view = memoryview(bytes(data))
+        while view:
+            n = self.send(view, flags)
+            view = view[n:]
 
 
 @dataclass
@@ -133,16 +174,39 @@ class CheckContext:
         t = min(timeout or self.remaining(), self.remaining())
         start = time.monotonic()
         try:
-            sock = socket.create_connection((self.host, port), timeout=t)
+            sock = self._open(port, t)
         except TimeoutError:
-            self.guard.record(False)
+            self.guard.record(False, why=f"connect to port {port} timed out")
             raise CheckError("timeout", f"no answer from {self.host}:{port} within {t:.1f} s") from None
         except OSError as e:
-            self.guard.record(False)
+            self.guard.record(False, why=f"connect to port {port}: {e.strerror or e}")
             raise CheckError("connectivity", f"{self.host}:{port}: {e.strerror or e}") from None
         self.guard.record(True, time.monotonic() - start)
         sock.settimeout(min(t, self.remaining()))
         return sock
+
+    def _open(self, port: int, timeout: float) -> socket.socket:
+        if not self.guard.interval:
+            return socket.create_connection((self.host, port), timeout=timeout)
+        # Safe mode: the same connection, as a socket that paces its sends.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = PacedSocket(family, socket.SOCK_STREAM)
+        sock.guard = self.guard
+        try:
+            sock.settimeout(timeout)
+            sock.connect((self.host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def note_response(self, seconds: float, kind: str) -> None:
+        """A check reports how long the device took to answer at the application level (back-off input)."""
+        self.guard.record(True, seconds, kind=kind)
+
+    def note_silence(self, why: str) -> None:
+        """The device accepted the connection but then did not answer: counts towards stopping."""
+        self.guard.record(False, kind="app", why=why)
 
     def credential(self, type_: str) -> Credential | None:
         return self.env.credentials.find(self.host, type_)

@@ -1,0 +1,1 @@
+"""DICOM checks (pynetdicom behind the check context)."""
