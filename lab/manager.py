@@ -124,6 +124,8 @@ def inventory(topo: Topology) -> dict[str, Any]:
             "zone": h.zone, "criticality": h.criticality, "fragile": h.fragile,
             "backup_required": h.backup_required,
         }
+        # inventory-only facts a hospital would record for this device (e.g. its opt-in to default-login tests)
+        asset.update(h.extra.get("inventory", {}))
         assets.append(asset)
     return {"assets": assets}
 
