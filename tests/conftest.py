@@ -46,3 +46,8 @@ def lab_host(lab):
     """lab_host('his') -> address."""
     by_name = {h["name"]: h["address"] for h in lab["hosts"]}
     return by_name.__getitem__
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that take the lab down (tests/lab/test_zz_teardown.py) run after everything that uses it."""
+    items.sort(key=lambda item: "test_zz_teardown" in item.nodeid)
