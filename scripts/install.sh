@@ -17,7 +17,19 @@ if ((${#want[@]})); then
   fi
   echo "install: apt-get install ${want[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+  # Daemons installed for the tests (redis, snmpd, postgresql, ...) must not start as system services:
+  # tests start their own on loopback. A policy-rc.d that says "no" does that, and is removed after.
+  own_policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  status=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null || status=$?
+  [[ -n "$own_policy" ]] && rm -f /usr/sbin/policy-rc.d
+  if ((status)); then
+    echo "install: apt-get install failed ($status) for: ${want[*]}" >&2
+    exit 2
+  fi
 fi
 
 extras=""
