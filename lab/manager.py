@@ -4,15 +4,24 @@ Everything comes from lab/topology.yaml.  `up` records every id it creates in
 <state_dir>/state.json before creating the next one; `down` removes exactly those and then
 sweeps our own prefixed names (netns lab-*, links vh-*, the lab bridge) for leftovers of
 a crashed run.  No default route is ever added and net.ipv4.ip_forward is never written.
+
+The lab is shared by everyone on the machine, so `up` and `down` run one at a time: each
+holds an exclusive lock (<data_dir>/lab.lock) for its whole run.  Without it, a second
+`up` (e.g. a test session's lab fixture) that starts while a first one is still starting
+hosts sees "not running", tears the half-started lab down and starts its own: both then
+fail with "host core-switch exited while starting" (the first host started is the first
+one the other process kills).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +37,58 @@ from lab.topology import HOSTS_DIR, Host, Topology, load
 
 Progress = Callable[[str], None]
 READY_TIMEOUT = float(os.environ.get("TCMSCAN_LAB_READY_TIMEOUT", "120"))
+# Long enough for another process's first `up` (root build 1-2 min + start + post-up).
+LOCK_TIMEOUT = float(os.environ.get("TCMSCAN_LAB_LOCK_TIMEOUT", "900"))
 LIB_DIR = Path("usr/local/lib/lab")  # top-level files of a host dir land here
 
 
 def require_root() -> None:
     if os.geteuid() != 0:
         raise PermissionError("the lab needs root (network namespaces, overlay mounts): run it as root")
+
+
+_held_locks: dict[str, int] = {}   # lock path -> fd, so `up` may call `down` while holding it
+
+
+@contextmanager
+def exclusive(lock_path: Path, progress: Progress = print, timeout: float | None = None) -> Iterator[None]:
+    """Hold the lab lock (flock: released by the kernel even if we crash).  Re-entrant in one process."""
+    key = str(lock_path)
+    if key in _held_locks:
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + (LOCK_TIMEOUT if timeout is None else timeout)
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                if time.monotonic() > deadline:
+                    raise LabError(f"another `lab up`/`lab down` ({holder}) still holds {lock_path}") from None
+                if not told:
+                    progress(f"waiting for another `lab up`/`lab down` to finish ({holder})")
+                    told = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        _held_locks[key] = fd
+        try:
+            yield
+        finally:
+            del _held_locks[key]
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the last fd releases the flock
+
+
+def _lock_path(topo: Topology) -> Path:
+    # Under data_dir (persistent, root-only), not state_dir, which `down` empties.
+    return topo.data_dir / "lab.lock"
 
 
 def _paths(topo: Topology) -> dict[str, Path]:
@@ -69,10 +124,25 @@ def _put(upper: Path, rel: str, text: str | bytes, mode: int = 0o644) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    """rmtree, after clearing append-only/immutable flags a host set on its own files (hardened's backups)."""
-    if path.exists() and shutil.which("chattr"):
-        subprocess.run(["chattr", "-R", "-a", "-i", str(path)], capture_output=True)
+    """Remove a host's runtime tree, even where the host made files append-only/immutable.
+
+    hardened's backup job runs `chattr +a` on its restic repository.  Recent kernels keep such
+    flags of an overlay file in an xattr (trusted.overlay.protattr) of the upper file, so a
+    plain rmtree from outside works; older kernels and other upper file systems set the real
+    inode flag, which only `chattr -a -i` clears.  Hence: rmtree, and if anything is left,
+    clear the flags and try again.  Raises LabError if the tree is still there.
+    """
+    if not path.exists():
+        return
     shutil.rmtree(path, ignore_errors=True)
+    if path.exists() and shutil.which("chattr"):
+        subprocess.run(["chattr", "-R", "-f", "-a", "-i", str(path)], capture_output=True, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise LabError(f"cannot remove {path}: {exc}") from None
 
 
 def _prepare_upper(topo: Topology, host: Host, upper: Path, keys: dict[str, str], pki: LabPKI) -> None:
@@ -159,6 +229,11 @@ def _is_running(topo: Topology, state: State) -> bool:
     return True
 
 
+def _ca_path(topo: Topology) -> str:
+    # The file `up` makes (LabPKI under data_dir); the topology names the same path.
+    return topo.ca_file or str(LabPKI(topo.data_dir / "pki").ca_cert_path)
+
+
 def status() -> dict[str, Any]:
     topo = load()
     p = _paths(topo)
@@ -169,6 +244,7 @@ def status() -> dict[str, Any]:
         "bridge": topo.bridge,
         "inventory": str(p["inventory"]),
         "credentials": str(p["credentials"]),
+        "ca": _ca_path(topo),   # trust it (`tcmscan scan --ca-file`) to validate the hardened host
         "running": running,
         "hosts": [
             {"name": h.name, "address": h.address, "role": h.role, "class": h.klass,
@@ -178,28 +254,72 @@ def status() -> dict[str, Any]:
     }
 
 
+def lock(progress: Progress = print) -> AbstractContextManager[None]:
+    """The lab lock as a context manager, for callers that must check-then-act (test fixtures)."""
+    return exclusive(_lock_path(load()), progress)
+
+
 # ---------------------------------------------------------------- up
 
-def _wait_ready(topo: Topology, state: State, progress: Progress) -> None:
-    pending = [(h, s) for h in topo.hosts for s in h.services]
+def _tail(path: Path, n: int = 2) -> str:
+    if not path.exists():
+        return ""
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])
+
+
+def _exit_detail(topo: Topology, state: State, host: Host) -> str:
+    """Why a host died: exit status (if we are its parent) and the last lines it wrote."""
+    parts = []
+    try:
+        pid, status_ = os.waitpid(int(state.host(host.name)["unshare_pid"]), os.WNOHANG)
+        if pid:
+            code = os.waitstatus_to_exitcode(status_)
+            parts.append(f"exit status {code}" if code >= 0 else f"killed by signal {-code}")
+    except ChildProcessError:
+        pass  # not our child (started by another process): no status to read
+    rundir = _paths(topo)["hosts"] / host.name
+    for label, path in (("console", rundir / "console.log"), ("start.log", rundir / "upper/var/log/lab/start.log")):
+        tail = _tail(path)
+        if tail:
+            parts.append(f"{label}: {tail}")
+    return "; ".join(parts) or "no output"
+
+
+def _wait_ready(topo: Topology, state: State, progress: Progress, t0: float) -> None:
+    pending = {h.name: list(h.services) for h in topo.hosts}
+    by_name = {h.name: h for h in topo.hosts}
     deadline = time.monotonic() + READY_TIMEOUT
+    next_note = time.monotonic() + 15
     while pending:
-        for h in topo.hosts:
-            if not netns.pid_is(int(state.host(h.name)["unshare_pid"]), _marker(topo, h)):
-                log = _paths(topo)["hosts"] / h.name / "console.log"
-                tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-                raise LabError(f"host {h.name} exited while starting: {tail[0] if tail else 'no output'}")
-        pending = [(h, s) for h, s in pending if not service_ready(h.address, s)]
+        for name in pending:
+            h = by_name[name]
+            if not netns.pid_is(int(state.host(name)["unshare_pid"]), _marker(topo, h)):
+                raise LabError(f"host {name} exited while starting ({_exit_detail(topo, state, h)}); "
+                               f"logs in {topo.data_dir / 'last-failure' / name}")
+        for name in list(pending):
+            h = by_name[name]
+            pending[name] = [s for s in pending[name] if not service_ready(h.address, s)]
+            if not pending[name]:
+                del pending[name]
+                state.host(name)["ready"] = True
+                done = len(topo.hosts) - len(pending)
+                progress(f"  [{done:>2}/{len(topo.hosts)}] {name:<12} {h.address:<11} ready after "
+                         f"{time.monotonic() - t0:4.1f} s  {' '.join(s.label() for s in h.services)}")
         if not pending:
             break
-        if time.monotonic() > deadline:
-            h, s = pending[0]
-            more = f" (and {len(pending) - 1} more)" if len(pending) > 1 else ""
-            raise LabError(f"host {h.name}: service {s.label()} did not answer within {READY_TIMEOUT:.0f} s{more}; "
-                           f"logs in {_paths(topo)['hosts'] / h.name / 'upper/var/log/lab'}")
+        now = time.monotonic()
+        if now > deadline:
+            name, svcs = next(iter(pending.items()))
+            more = sum(len(v) for v in pending.values()) - 1
+            extra = f" (and {more} more)" if more else ""
+            raise LabError(f"host {name}: service {svcs[0].label()} did not answer within {READY_TIMEOUT:.0f} s"
+                           f"{extra}; logs in {topo.data_dir / 'last-failure' / name}")
+        if now > next_note:
+            waiting = ", ".join(f"{n} {' '.join(s.label() for s in v)}" for n, v in pending.items())
+            progress(f"  still waiting ({now - t0:.0f} s): {waiting}")
+            next_note = now + 15
         time.sleep(0.3)
-    for h in topo.hosts:
-        state.host(h.name)["ready"] = True
     state.save()
 
 
@@ -221,11 +341,23 @@ def _post_up(topo: Topology, state: State, progress: Progress) -> None:
             time.sleep(0.1)
         else:
             raise LabError(f"host {h.name}: its init is not inside {rec['mount']}")
-        progress(f"  {h.name}: post-up.sh")
+        what = _first_comment(HOSTS_DIR / h.name / "post-up.sh")
+        progress(f"  {h.name}: post-up.sh{': ' + what if what else ''} ...")
+        t0 = time.monotonic()
         proc = netns.nsexec(int(pid), ["/bin/sh", f"/{LIB_DIR}/post-up.sh"])
         if proc.returncode != 0:
             err = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
             raise LabError(f"host {h.name}: post-up.sh failed: {err[-1] if err else proc.returncode}")
+        progress(f"  {h.name}: post-up.sh done in {time.monotonic() - t0:.1f} s")
+
+
+def _first_comment(script: Path) -> str:
+    """The script's first comment line, shown while it runs (it may take several seconds)."""
+    for line in script.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and not line.startswith("#!"):
+            text = line.lstrip("# ").strip()
+            return text.split(":", 1)[1].strip() if text.startswith("lab ") and ":" in text else text
+    return ""
 
 
 def _start(topo: Topology, state: State, root: Path, progress: Progress) -> None:
@@ -260,6 +392,11 @@ def up(progress: Progress = print) -> dict[str, Any]:
     """Build (first time) and start the lab; return status() once every service answers."""
     require_root()
     topo = load()
+    with exclusive(_lock_path(topo), progress):
+        return _up_locked(topo, progress)
+
+
+def _up_locked(topo: Topology, progress: Progress) -> dict[str, Any]:
     p = _paths(topo)
     state = State(p["state"])
     if _is_running(topo, state):
@@ -274,9 +411,10 @@ def up(progress: Progress = print) -> dict[str, Any]:
     state = State(p["state"])
     t0 = time.monotonic()
     try:
-        progress(f"starting {len(topo.hosts)} hosts on {topo.bridge} ({topo.subnet})")
+        progress(f"starting {len(topo.hosts)} hosts on {topo.bridge} ({topo.subnet}): "
+                 f"{' '.join(h.name for h in topo.hosts)}")
         _start(topo, state, root, progress)
-        _wait_ready(topo, state, progress)
+        _wait_ready(topo, state, progress, t0)
         _post_up(topo, state, progress)
         _write_files(topo)
     except BaseException:
@@ -284,7 +422,8 @@ def up(progress: Progress = print) -> dict[str, Any]:
         if os.environ.get("TCMSCAN_LAB_KEEP_FAILED") != "1":
             down(progress=lambda _m: None)
         raise
-    progress(f"lab up in {time.monotonic() - t0:.1f} s; inventory {p['inventory']}, credentials {p['credentials']}")
+    progress(f"lab up in {time.monotonic() - t0:.1f} s: {len(topo.hosts)} hosts on {topo.subnet}; "
+             f"inventory {p['inventory']}, credentials {p['credentials']}, CA {_ca_path(topo)}")
     return status()
 
 
@@ -313,6 +452,8 @@ def _leftovers(topo: Topology) -> list[str]:
         found.append(f"bridge {topo.bridge}")
     mounts = Path("/proc/mounts").read_text().splitlines()
     found += [f"mount {m.split()[1]}" for m in mounts if m.split()[1].startswith(str(topo.state_dir))]
+    if _paths(topo)["hosts"].exists():
+        found.append(f"directory {_paths(topo)['hosts']}")
     return found
 
 
@@ -320,6 +461,11 @@ def down(progress: Progress = print) -> None:
     """Stop every host and remove every id recorded in the state file, then sweep leftovers."""
     require_root()
     topo = load()
+    with exclusive(_lock_path(topo), progress):
+        _down_locked(topo, progress)
+
+
+def _down_locked(topo: Topology, progress: Progress) -> None:
     p = _paths(topo)
     state = State(p["state"])
     t0 = time.monotonic()
@@ -336,20 +482,27 @@ def down(progress: Progress = print) -> None:
             netns.delete_netns(rec["netns"])
     # Crash leftovers: only our own prefixed names.  Processes still inside one of our
     # network namespaces belong to the lab by construction.
+    killed: list[int] = []
     for ns in [n for n in netns.list_netns() if n.startswith(netns.NETNS_PREFIX)]:
         for pid in netns.netns_pids(ns):
             try:
                 os.kill(pid, 9)
+                killed.append(pid)
             except ProcessLookupError:
                 pass
         netns.delete_netns(ns)
+    if not netns.wait_gone(killed):
+        raise LabError(f"processes of a previous lab did not exit: {killed}")
     for link in netns.list_links(netns.VETH_PREFIX):
         netns.delete_link(link)
     netns.delete_link(state.data.get("bridge") or topo.bridge)
     for m in reversed(Path("/proc/mounts").read_text().splitlines()):
         if m.split()[1].startswith(str(topo.state_dir)):
             netns.run(["umount", "-l", m.split()[1]], "umount", check=False)
-    _remove_tree(p["hosts"])
+    try:
+        _remove_tree(p["hosts"])
+    except LabError:
+        pass  # reported below with everything else left behind
     for f in ("inventory", "credentials"):
         p[f].unlink(missing_ok=True)
     left = _leftovers(topo)

@@ -170,6 +170,24 @@ def kill_and_wait(pid: int, marker: str, timeout: float = 10.0) -> bool:
     return False
 
 
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    """Wait until every pid has exited (a zombie counts as gone: it runs nothing, holds no mount)."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def netns_pids(ns: str) -> list[int]:
     out = run(["ip", "netns", "pids", ns], f"ip netns pids {ns}", check=False).stdout
     return [int(p) for p in out.split() if p.isdigit()]

@@ -32,8 +32,10 @@ def lab_session() -> Iterator[dict[str, Any]]:
         pytest.skip(reason)
     from lab import manager
 
-    already = bool(manager.status()["running"])
-    session = {"already": already, "status": manager.up(progress=lambda _m: None)}
+    # Under the lab lock: another engineer's `lab up` in progress is not mistaken for "not running".
+    with manager.lock(progress=lambda _m: None):
+        already = bool(manager.status()["running"])
+        session = {"already": already, "status": manager.up(progress=lambda _m: None)}
     yield session
     if not leave_running(already):
         manager.down(progress=lambda _m: None)

@@ -109,6 +109,14 @@ def test_status_reports_running(lab: dict[str, Any]) -> None:
     assert Path(lab["credentials"]).is_file()
 
 
+def test_status_names_the_lab_ca(lab: dict[str, Any]) -> None:
+    # `tcmscan scan --ca-file <ca>` trusts it, so the hardened host's certificate validates
+    assert lab["ca"] == CA
+    ca = x509.load_pem_x509_certificate(Path(CA).read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert server_cert("10.77.0.50").issuer == ca.subject
+
+
 def test_inventory_and_credentials_files(lab: dict[str, Any]) -> None:
     import yaml
     inv = yaml.safe_load(Path(lab["inventory"]).read_text(encoding="utf-8"))
@@ -312,10 +320,38 @@ def test_hardened_backups(lab: dict[str, Any]) -> None:
                ).strip() == "ok"
     snaps = json.loads(ssh("10.77.0.50", "RESTIC_PASSWORD_FILE=/root/.restic-password "
                                          "restic -r /var/backups/restic snapshots --json"))
-    assert len(snaps) == 1 and snaps[0]["tags"] == ["lis"]
+    # one made at `lab up`, plus one per later run of the daily job (test below runs it once)
+    assert [s["tags"] for s in snaps][:1] == [["lis"]] and {tuple(s["tags"]) for s in snaps} == {("lis",)}
     # off-host copy: an encrypted restic repository on the backup host
     assert ssh("10.77.0.30", "ls /srv/restic/hardened").split() == ["config", "data", "index", "keys",
                                                                     "locks", "snapshots"]
+
+
+def test_hardened_backup_repo_append_only_and_job_reruns(lab: dict[str, Any]) -> None:
+    repo = "/var/backups/restic"
+    out = ssh("10.77.0.50", f"lsattr -d {repo} {repo}/config {repo}/data {repo}/snapshots "
+                            f"$(find {repo}/snapshots {repo}/keys -type f)")
+    append_only = {path: "a" in attrs for attrs, path in (ln.split() for ln in out.splitlines())}
+    files = [p for p in append_only if p.startswith((f"{repo}/snapshots/", f"{repo}/keys/"))]
+    assert {p: append_only[p] for p in append_only if p not in files} == {
+        repo: True, f"{repo}/config": True, f"{repo}/data": False, f"{repo}/snapshots": False}
+    assert files and all(append_only[p] for p in files)
+    # production root cannot delete or rewrite history ...
+    refused = ssh("10.77.0.50", f"f=$(find {repo}/snapshots -type f | head -1); "
+                                f"rm -f $f 2>/dev/null || echo rm-refused; "
+                                f"(: >$f) 2>/dev/null || echo truncate-refused; "
+                                f"mv {repo}/config {repo}/config.x 2>/dev/null || echo mv-refused")
+    assert refused.split() == ["rm-refused", "truncate-refused", "mv-refused"]
+    # ... and the daily job (cron.d/lis-backup) still works on the protected repository: restic writes
+    # a temporary file and renames it, which an append-only *directory* would refuse.
+    before = ssh("10.77.0.50", f"RESTIC_PASSWORD_FILE=/root/.restic-password restic -r {repo} snapshots --json")
+    ssh("10.77.0.50", "/usr/local/sbin/lis-backup.sh")
+    after = ssh("10.77.0.50", f"RESTIC_PASSWORD_FILE=/root/.restic-password restic -r {repo} snapshots --json")
+    old_ids = [s["id"] for s in json.loads(before)]
+    new_snaps = json.loads(after)
+    assert [s["id"] for s in new_snaps][:len(old_ids)] == old_ids
+    assert [s["tags"] for s in new_snaps[len(old_ids):]] == [["lis"]]
+    assert ssh("10.77.0.50", f"find {repo} -name '*-tmp-*'") == ""
 
 
 def test_emr_backups_stale_plain_local(lab: dict[str, Any]) -> None:

@@ -47,6 +47,7 @@ def test_status_without_root_lists_hosts() -> None:
     assert st["bridge"] == "tcmlab0"
     assert st["inventory"] == "/run/tcmscan-lab/inventory.yaml"
     assert st["credentials"] == "/run/tcmscan-lab/credentials.yaml"
+    assert st["ca"] == "/var/lib/tcmscan-lab/pki/ca.pem"
     assert [(h["name"], h["address"], h["role"], h["class"], h["services"]) for h in st["hosts"]] == [
         (n, a, r, c, s) for n, a, r, c, _z, s in EXPECTED_HOSTS]
 

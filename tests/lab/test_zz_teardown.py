@@ -20,6 +20,7 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = Path("/run/tcmscan-lab/state.json")
+LOCK = Path("/var/lib/tcmscan-lab/lab.lock")
 
 
 def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -73,9 +74,23 @@ def test_down_removes_everything(lab_session: dict[str, Any]) -> None:
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward
 
 
-def test_down_after_crash_cleans_leftovers(lab_session: dict[str, Any]) -> None:
-    up = lab_cli("up")
-    assert up.returncode == 0, up.stderr
+def test_concurrent_ups_then_down_after_crash(lab_session: dict[str, Any]) -> None:
+    # Two `lab up` at once (two engineers, or a test session's lab fixture during someone's
+    # `up`) used to tear each other's half-started hosts down: "host core-switch exited while
+    # starting".  Now the second waits for the lock and finds the lab up.
+    first = subprocess.Popen([sys.executable, "-m", "lab", "up"], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while LOCK.read_text() != f"pid {first.pid}\n":  # the first one holds the lock
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    second = lab_cli("up")
+    _, first_err = first.communicate(timeout=900)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.splitlines()[:2] == [
+        f"waiting for another `lab up`/`lab down` to finish (pid {first.pid})", "lab already up"]
+    assert json.loads(lab_cli("status", "--json").stdout)["running"] is True
     pids = recorded_pids()
     STATE.unlink()  # the crash lost the record: down must find our prefixed names itself
     done = lab_cli("down")

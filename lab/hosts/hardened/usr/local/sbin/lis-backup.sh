@@ -12,4 +12,11 @@ restic -q -r "$local_repo" backup --tag lis /srv/lis-data /etc/nginx
 restic -q -o sftp.command="$ssh_cmd" -r "$remote_repo" snapshots >/dev/null 2>&1 \
   || restic -q -o sftp.command="$ssh_cmd" -r "$remote_repo" init
 restic -q -o sftp.command="$ssh_cmd" -r "$remote_repo" backup --tag lis /srv/lis-data /etc/nginx
-chattr -R +a "$local_repo/data" "$local_repo/index" "$local_repo/snapshots" "$local_repo/keys"
+# Append-only goes on the repository directory and its config (config and the data/index/keys/snapshots
+# entries cannot be removed or renamed) and on every stored file (none can be deleted, truncated or
+# rewritten).  Not on data/, index/, snapshots/ or keys/ and their subdirectories: restic writes each
+# new file under a temporary name and renames it into place, which an append-only directory refuses
+# (EPERM), so the next run of this job would fail and leave undeletable *-tmp-* files behind.
+chattr +a "$local_repo" "$local_repo/config"
+find "$local_repo/data" "$local_repo/index" "$local_repo/snapshots" "$local_repo/keys" -type f \
+  -exec chattr +a {} +
