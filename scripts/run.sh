@@ -14,8 +14,11 @@ else
   tcmscan lab up
   inv=$(tcmscan lab status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["inventory"])')
   creds=$(tcmscan lab status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["credentials"])')
+  ca=$(tcmscan lab status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ca"])')
   status=0
-  scan_id=$(tcmscan scan 10.77.0.0/24 --scope 10.77.0.0/24 --inventory "$inv" --credentials "$creds" --quiet) || status=$?
+  # 10.77.0.1 is this machine's side of the lab bridge: not part of the fake hospital
+  scan_id=$(tcmscan scan 10.77.0.0/24 --scope 10.77.0.0/24 --exclude 10.77.0.1 --inventory "$inv" \
+    --credentials "$creds" --ca-file "$ca") || status=$?
 fi
 [[ -n "${scan_id:-}" ]] || exit "$status"
 tcmscan findings "$scan_id"

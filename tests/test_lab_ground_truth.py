@@ -16,7 +16,8 @@ pytestmark = pytest.mark.lab
 def lab_scan(lab, tmp_path_factory):
     db = tmp_path_factory.mktemp("lab") / "lab.db"
     scan_id, found = scan([lab["subnet"]], scope=[lab["subnet"]], db=db, inventory=lab["inventory"],
-                          credentials=lab["credentials"], extra=["--exclude", "10.77.0.1"])
+                          credentials=lab["credentials"],
+                          extra=["--exclude", lab.get("gateway", "10.77.0.1"), "--ca-file", lab["ca"]])
     return db, scan_id, found
 
 
