@@ -51,9 +51,20 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     db["events"].create({"id": int, "scan_id": str, "time": str, "address": str, "message": str}, pk="id")
 
 
+def _m2_job_runs(db: sqlite_utils.Database) -> None:
+    # Scheduled runs (scanner/jobrun.py): which scan belongs to which job, so a dead run is resumed, the diff
+    # is against the job's own previous scan, and retention prunes only the job's scans. One row per scan.
+    db["job_runs"].create({
+        "scan_id": str, "job": str, "started": str, "finished": str, "status": str, "runs": int,
+        "previous_scan_id": str, "report_dir": str, "report_status": str, "summary": str,
+        "notifications": str, "error": str}, pk="scan_id")
+    db["job_runs"].create_index(["job", "started"])
+
+
 # Append only: a migration once released is never edited.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _m1_initial),
+    (2, "scheduled job runs", _m2_job_runs),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

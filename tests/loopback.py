@@ -43,6 +43,11 @@ class Listener:
 
     def close(self) -> None:
         self._stop = True
+        try:
+            # shutdown wakes the thread blocked in accept(); close alone leaves the port answering once more
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 
