@@ -51,6 +51,48 @@ class Listener:
         self.sock.close()
 
 
+class ScriptedServer:
+    """A real TCP server on a loopback address of its own that answers each connection with
+    `behaviour(conn, stop)`; with `read_first` it first reads the client's opening bytes."""
+
+    def __init__(self, address: str, port: int, behaviour, read_first: bool = False) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(8)
+        self.behaviour = behaviour
+        self.read_first = read_first
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        try:
+            if self.read_first:
+                conn.settimeout(5)
+                conn.recv(4096)
+            self.behaviour(conn, self.stop)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
 def wait_port(address: str, port: int, timeout: float = 10) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
@@ -24,6 +22,7 @@ from checks.http.wire import (
 from scanner.context import CheckContext, RunEnv
 from scanner.errors import CheckError
 from scanner.models import Asset, Service
+from tests.loopback import ScriptedServer
 
 
 @given(st.binary(max_size=4000))
@@ -62,39 +61,6 @@ def test_parsers_known_values():
         {"scheme": "Digest", "realm": "ward, 3"}, {"scheme": "Negotiate", "realm": None}]
     assert dechunk(b"4\r\n<inp\r\n18\r\nut type=password name=p>\r\n0\r\n\r\n") == b"<input type=password name=p>"
     assert page_facts(b"<input\n  type = 'Password'>", None)["password_form"] is True
-
-
-class Server:
-    def __init__(self, address: str, port: int, behaviour) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(8)
-        self.behaviour = behaviour
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn) -> None:
-        try:
-            conn.settimeout(5)
-            conn.recv(4096)
-            self.behaviour(conn, self.stop)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
 
 
 def _garbage(c, stop):
@@ -142,7 +108,7 @@ def ctx_for(address: str, port: int, budget: float) -> CheckContext:
 @pytest.mark.parametrize("name,port,behaviour,reason,detail", CASES, ids=[c[0] for c in CASES])
 def test_misbehaving_server_ends_in_time(name, port, behaviour, reason, detail):
     address = f"127.44.9.{[c[0] for c in CASES].index(name) + 2}"
-    server = Server(address, port, behaviour)
+    server = ScriptedServer(address, port, behaviour, read_first=True)
     try:
         t0 = time.monotonic()
         with pytest.raises(CheckError) as e:
@@ -154,7 +120,7 @@ def test_misbehaving_server_ends_in_time(name, port, behaviour, reason, detail):
 
 
 def test_endless_body_is_cut_at_the_bound():
-    server = Server("127.44.9.20", 80, _endless_body)
+    server = ScriptedServer("127.44.9.20", 80, _endless_body, read_first=True)
     try:
         t0 = time.monotonic()
         [obs] = probe.run(ctx_for("127.44.9.20", 80, 5.0))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 
 import pytest
@@ -29,6 +28,7 @@ from checks.ssh.wire import (
 from scanner.context import CheckContext, RunEnv
 from scanner.errors import CheckError
 from scanner.models import Asset, Service
+from tests.loopback import ScriptedServer
 
 NAMES = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-@.", min_size=1, max_size=30), max_size=8)
 
@@ -91,39 +91,6 @@ def test_packet_framing_roundtrip():
         Buf(b"\x00\x00\x00\x10abc").string()
 
 
-class Misbehaving:
-    """A real TCP server on a loopback address of its own that misbehaves in one way per connection."""
-
-    def __init__(self, address: str, behaviour) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, 22))
-        self.sock.listen(8)
-        self.behaviour = behaviour
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        try:
-            self.behaviour(conn, self.stop)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-
-
 BANNER = b"SSH-2.0-Misbehaving_1.0\r\n"
 
 
@@ -176,7 +143,7 @@ CASES = [
 @pytest.mark.parametrize("name,behaviour,reason,detail", CASES, ids=[c[0] for c in CASES])
 def test_misbehaving_server_ends_in_time(name, behaviour, reason, detail):
     address = f"127.44.6.{CASES.index(next(c for c in CASES if c[0] == name)) + 2}"
-    server = Misbehaving(address, behaviour)
+    server = ScriptedServer(address, 22, behaviour)
     try:
         asset = Asset(address=address, services=[Service(port=22, name="ssh")])
         budget = 3.0
@@ -194,7 +161,7 @@ def test_misbehaving_server_ends_in_time(name, behaviour, reason, detail):
 
 def test_ssh1_server_is_reported_as_protocol_1():
     """A FAKE SSH-1.5 server (no SSH-1 implementation exists in Debian any more): banner only."""
-    server = Misbehaving("127.44.6.30", lambda c, stop: (c.sendall(b"SSH-1.5-OldSwitch_2.0\r\n"), stop.wait(2)))
+    server = ScriptedServer("127.44.6.30", 22, lambda c, stop: (c.sendall(b"SSH-1.5-OldSwitch_2.0\r\n"), stop.wait(2)))
     try:
         asset = Asset(address="127.44.6.30", services=[Service(port=22, name="ssh")])
         ctx = CheckContext(asset=asset, service=asset.services[0], check_id="ssh.kex",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import leave_running
+from tests.conftest import leave_running
 
 pytestmark = pytest.mark.lab
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.helpers import scan, tcmscan
+from tests.loopback import Listener
 
 # HTML/JS, a spreadsheet formula and a bidi override, all in what the host says first.
 HOSTILE_BANNER = '=HYPERLINK("http://e.iv")<script>alert(1)</script>\u202e<img src=x onerror=alert(2)>'
@@ -27,39 +26,6 @@ STORED_BANNER = HOSTILE_BANNER.replace("\u202e", "\\x202e")[:80]
 HOSTILE_NAME = "=cmd|' /C calc'!A0<script>alert(3)</script>\u202e"
 OVERLONG = "A" * 100_000 + "<script>alert(4)</script>"
 PASSPHRASE = "correct horse battery staple"
-
-
-class Listener:
-    """A TCP server on 127.x.y.z:port that sends `banner` to each client and closes."""
-
-    def __init__(self, address: str, port: int, banner: bytes) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.banner = banner
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            try:
-                conn.sendall(self.banner)
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close()
 
 
 @pytest.fixture(scope="session")
