@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ftplib
 import http.client
@@ -296,6 +297,66 @@ def test_his_planted_accounts_and_policy(lab: dict[str, Any]) -> None:
     assert "pam_pwquality" not in pam and "pam_faillock" not in pam
     assert ssh("10.77.0.10", "test -e /usr/sbin/rsyslogd && echo present || echo absent").strip() == "absent"
     assert ssh("10.77.0.10", "grep -rl TMOUT /etc/profile /etc/profile.d /etc/bash.bashrc || true").strip() == ""
+
+
+def test_his_planted_stale_account_and_file_modes(lab: dict[str, Any]) -> None:
+    # olddoc: a personal account (UID >= 1000, bash, SHA-512 password) unused for 200 days
+    entry = ssh("10.77.0.10", "getent passwd olddoc").strip().split(":")
+    assert int(entry[2]) >= 1000 and entry[6] == "/bin/bash"
+    shadow = ssh("10.77.0.10", "getent shadow olddoc").strip().split(":")
+    assert shadow[1].startswith("$6$olddoclab$")
+    today = int(ssh("10.77.0.10", "date +%s")) // 86400
+    assert today - int(shadow[2]) == 200
+    last = ssh("10.77.0.10", "lastlog -u olddoc").splitlines()[1].split()
+    assert last[1:3] == ["pts/0", "10.77.0.1"]
+    when = dt.datetime.strptime(" ".join(last[3:]), "%a %b %d %H:%M:%S %z %Y")
+    assert 199 <= (dt.datetime.now(dt.UTC) - when).days <= 200
+    modes = ssh("10.77.0.10", "stat -c '%n %a %U' /etc/his-app.conf /etc/shadow").splitlines()
+    assert modes == ["/etc/his-app.conf 666 root", "/etc/shadow 644 root"]
+    assert ssh("10.77.0.10", "find /etc -xdev -type f -perm -0002").split() == ["/etc/his-app.conf"]
+    # chrony and clamav are installed in the shared root but nothing runs them here
+    assert ssh("10.77.0.10", "pgrep -x 'chronyd|clamd|freshclam' || echo none").strip() == "none"
+
+
+def test_hardened_time_sync_lab_only(lab: dict[str, Any]) -> None:
+    assert ssh("10.77.0.50", "pgrep -ax chronyd").split()[1:] == ["chronyd", "-x", "-f", "/etc/chrony/chrony.conf"]
+    conf = [ln for ln in ssh("10.77.0.50", "cat /etc/chrony/chrony.conf").splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    assert conf == ["server 10.77.0.1 iburst", "cmdport 0"]      # no pool, no DNS name, no include dirs
+    # every UDP socket chronyd holds points at the lab gateway only
+    peers = {ln.split()[4] for ln in ssh("10.77.0.50", "ss -Hunp").splitlines() if "chronyd" in ln}
+    assert peers <= {"10.77.0.1:123"}
+    assert ssh("10.77.0.50", "cat /etc/resolv.conf").strip() == ""
+
+
+# Runs ON hardened: writes the EICAR test file, asks clamd (PING, SCAN) over its local socket.
+CLAMD_PROBE = r"""
+import os, socket, tempfile
+eicar = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+fd, path = tempfile.mkstemp()
+os.write(fd, eicar); os.close(fd); os.chmod(path, 0o644)
+for cmd in (b"zPING\0", b"zSCAN " + path.encode() + b"\0"):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/clamav/clamd.ctl")
+    s.sendall(cmd)
+    print(s.recv(300).rstrip(b"\0").decode())
+    s.close()
+os.unlink(path)
+"""
+
+
+def test_hardened_antimalware_running_with_fresh_local_signatures(lab: dict[str, Any]) -> None:
+    assert ssh("10.77.0.50", "pgrep -x clamd >/dev/null && echo running").strip() == "running"
+    assert ssh("10.77.0.50", "pgrep -x 'freshclam|clamonacc' || echo none").strip() == "none"
+    assert ssh("10.77.0.50", "ls /var/lib/clamav").split() == ["lab.hdb"]
+    age = ssh("10.77.0.50", "echo $(( $(date +%s) - $(stat -c %Y /var/lib/clamav/lab.hdb) ))")
+    assert int(age) < 86400 * 2
+    # clamd answers on its local socket only and detects the EICAR test file with the lab signature
+    out = ssh("10.77.0.50", "echo " + base64.b64encode(CLAMD_PROBE.encode()).decode() + " | base64 -d | python3 -")
+    lines = out.splitlines()
+    assert lines[0] == "PONG"
+    assert lines[1].endswith(": EICAR-Test-File.UNOFFICIAL FOUND")
+    assert [ln for ln in ssh("10.77.0.50", "ss -Htlnp").splitlines() if "clamd" in ln] == []
 
 
 def test_hardened_compliant_files(lab: dict[str, Any]) -> None:

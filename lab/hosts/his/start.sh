@@ -12,3 +12,22 @@ passwd -d nurse
 mkdir -p /run/redis && chown redis:redis /run/redis
 runuser -u redis -- redis-server /etc/redis/redis.conf
 nginx
+# stale personal account planted: olddoc (UID >= 1000, bash, a SHA-512 password) whose password
+# was last changed 200 days ago and whose last login (lastlog, from the scanner's address) was
+# 200 days ago too: unused for more than 90 days.
+useradd -m -s /bin/bash -c "retired physician" olddoc
+usermod -p "$(openssl passwd -6 -salt olddoclab 'Old#Doc-2024-pw')" olddoc
+chage -d "$(date -u -d '200 days ago' +%Y-%m-%d)" olddoc
+python3 - "$(id -u olddoc)" <<'PY'
+# struct lastlog (glibc x86_64): int32 ll_time, char ll_line[32], char ll_host[256]; record at uid * 292
+import struct, sys, time
+uid = int(sys.argv[1])
+rec = struct.pack("=i32s256s", int(time.time()) - 200 * 86400, b"pts/0", b"10.77.0.1")
+with open("/var/log/lastlog", "r+b") as f:
+    f.seek(uid * len(rec))
+    f.write(rec)
+PY
+# world-writable file under /etc planted
+chmod 0666 /etc/his-app.conf
+# /etc/shadow readable by everyone planted (last: the account tools above rewrite the file)
+chmod 0644 /etc/shadow
