@@ -39,6 +39,7 @@ class Rule:
     params: dict[str, Any] = field(default_factory=dict)
     applies_to: dict[str, Any] = field(default_factory=dict)
     capability: str = ""
+    severity_by: list[dict[str, str]] = field(default_factory=list)   # [{when, severity}], first true wins
     description: dict[str, str] = field(default_factory=dict)
     enabled: bool = True
     source: str = ""
@@ -117,7 +118,7 @@ def _validate(doc: Any, schema: str, where: str) -> None:
 
 def _compile_rule(raw: dict[str, Any], where: str) -> Rule:
     exprs = [raw["when"], raw.get("evidence_key", ""), *raw.get("evidence", {}).values(),
-             raw.get("applies_to", {}).get("when", "")]
+             raw.get("applies_to", {}).get("when", ""), *(b["when"] for b in raw.get("severity_by", []))]
     for text in exprs:
         if text:
             try:

@@ -121,13 +121,15 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
                         continue
                     evidence = {n: evaluate(e, local) for n, e in rule.evidence.items()} or o.data
                     ev_key = str(evaluate(rule.evidence_key, local)) if rule.evidence_key else ""
+                    severity = next((b["severity"] for b in rule.severity_by if evaluate(b["when"], local)),
+                                    rule.severity)
                 except ExprError as e:
                     eval_error = f"rule error: {e}"
                     continue
                 fp = fingerprint(rule.id, asset.address, o.port, ev_key)
                 w = waiver_for(waivers, rule.id, asset.address, o.port, today)
                 f = Finding(fingerprint=fp, rule_id=rule.id, check_id=rule.check, host=asset.address, port=o.port,
-                            severity=rule.severity, area=rule.area, title_zh=rule.title["zh"],
+                            severity=severity, area=rule.area, title_zh=rule.title["zh"],
                             title_en=rule.title["en"], clauses=dict(rule.clauses), evidence=_plain(evidence),
                             evidence_key=ev_key, remediation=dict(rule.remediation), basis=rule.basis["kind"],
                             capability=rule.capability, status="waived" if w else "open",

@@ -14,6 +14,7 @@ from pynetdicom.sop_class import Verification
 
 from checks.dicom.common import DICOM_PORTS, candidate_called_aes, finish, implementation, open_association
 from checks.dicom.common import applies as _applies
+from checks.services.versions import match as match_vulnerable
 from scanner.context import CheckContext
 from scanner.errors import CheckError
 from scanner.models import Asset, Observation, Service
@@ -68,6 +69,10 @@ def run(ctx: CheckContext) -> list[Observation]:
         any_calling = None
     acc = accepted.acceptor if accepted else {}
     uid, name = acc.get("implementation_class_uid", ""), acc.get("implementation_version_name", "")
+    impl = implementation(uid, name, ctx.knowledge.get("dicom_implementations", {}))
+    # the one table of known-vulnerable versions (baselines/knowledge/vulnerable_versions.yaml)
+    vulns = match_vulnerable(ctx.knowledge.get("vulnerable_versions") or {}, impl.get("product") or "",
+                             impl.get("version") or "")["matches"] if impl.get("version") else []
     return [ctx.observation("association", {
         "tls": False,
         "result": accepted.result if accepted else first.result,
@@ -79,6 +84,7 @@ def run(ctx: CheckContext) -> list[Observation]:
         "echo_ok": echo_status == 0,
         "implementation_class_uid": uid,
         "implementation_version_name": name,
-        "implementation": implementation(uid, name, ctx.knowledge.get("dicom_implementations", {})),
+        "implementation": impl,
+        "vulnerabilities": vulns,
         "max_pdu": acc.get("max_pdu"),
     })]

@@ -213,7 +213,8 @@ def test_scan_cli_medical_findings(tmp_path: Path) -> None:
         ("127.77.7.21", "medical.dicom.unsegmented", 104), ("127.77.7.21", "medical.dicom.vulnerable-version", 104),
     }
     vuln = next(f for f in found if f["rule_id"] == "medical.dicom.vulnerable-version")
-    assert vuln["evidence"]["cves"] == [["CVE-2022-2119", "CVE-2022-2120", "CVE-2022-2121"]]
+    assert vuln["evidence"]["cves"] == ["CVE-2022-2119", "CVE-2022-2120", "CVE-2022-2121"]
+    assert (vuln["evidence"]["max_cvss"], vuln["severity"]) == (7.5, "high")   # graded by CVSS
     assert vuln["capability"] == "CSUP"
     raw = db.read_bytes()
     assert b"TEST^ALPHA" not in raw and b"19500101" not in raw and b"T001" not in raw

@@ -104,3 +104,17 @@ def test_a_check_that_did_not_run_leaves_its_rules_not_assessed():
     _, results = evaluate_scan(p, [a], [attempt(a.address, 23)], [svc_obs(a.address, 23, "telnet")], now=NOW)
     v = {r.rule_id: (r.status, r.reason) for r in results}
     assert v["crypto.tls.legacy-protocol"] == ("not_assessed", "check tls.scan did not run in this scan")
+
+
+def test_severity_by_grades_each_finding_from_its_evidence(tmp_path):
+    site = tmp_path / "cvss.yaml"
+    site.write_text(
+        "id: cvss\nversion: '1'\ntitle: {zh: 按CVSS, en: by CVSS}\nrules:\n"
+        " - id: hardening.cvss-demo\n   title: {zh: 演示, en: demo}\n   clauses: {gbt22239: '8.1.4.4 e'}\n"
+        "   basis: {kind: proposed}\n   check: ports.open\n   key: service\n   when: 'data.port in (23, 8080)'\n"
+        "   severity_by:\n    - {when: 'data.port == 23', severity: critical}\n"
+        "   severity: high\n   remediation: {zh: 修, en: fix}\n", encoding="utf-8")
+    a = asset()
+    findings, _ = evaluate_scan(load_profile(str(site)), [a], [attempt(a.address, 23), attempt(a.address, 8080)],
+                                [svc_obs(a.address, 23, "telnet"), svc_obs(a.address, 8080, "http")], now=NOW)
+    assert sorted((f.port, f.severity) for f in findings) == [(23, "critical"), (8080, "high")]
