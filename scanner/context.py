@@ -106,6 +106,16 @@ class PacedSocket(socket.socket):
             n = self.send(view, flags)
             view = view[n:]
 
+    def close(self) -> None:
+        # Whoever closes (a check, or a library such as paramiko from its own thread), the connection ends
+        # now: a plain close() is deferred while another thread is blocked in recv on this socket, and the
+        # device would briefly see two of our connections at once.
+        try:
+            self.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        super().close()
+
 
 @dataclass
 class RunEnv:
@@ -140,6 +150,7 @@ class CheckContext:
         self.safe_mode = safe_mode
         self.options = options or {}
         self.guard = env.guard(asset.address, safe_mode)
+        self._sockets: list[socket.socket] = []
 
     @property
     def host(self) -> str:
@@ -165,8 +176,13 @@ class CheckContext:
             raise CheckError("device-stopped", self.guard.stopped_reason)
         self.guard.pace()
 
-    def connect(self, port: int | None = None, timeout: float | None = None) -> socket.socket:
-        """A TCP connection to the asset, with the scope re-checked and safe-mode pacing applied."""
+    def connect(self, port: int | None = None, timeout: float | None = None, *, keep: bool = False
+                ) -> socket.socket:
+        """A TCP connection to the asset, with the scope re-checked and safe-mode pacing applied.
+
+        The runner closes it when the attempt ends (so no connection outlives its attempt: one connection
+        at a time per fragile device holds on the wire); `keep=True` only for a session shared across
+        attempts (the SSH host session), which its owner closes."""
         port = port if port is not None else self.port
         if port is None:
             raise ValueError("connect() needs a port for host-level checks")
@@ -183,7 +199,21 @@ class CheckContext:
             raise CheckError("connectivity", f"{self.host}:{port}: {e.strerror or e}") from None
         self.guard.record(True, time.monotonic() - start)
         sock.settimeout(min(t, self.remaining()))
+        if not keep:
+            self._sockets.append(sock)
         return sock
+
+    def close_all(self) -> None:
+        """Close every connection this attempt opened and did not keep (called by the runner)."""
+        for sock in self._sockets:
+            # shutdown first: close() alone is deferred while another thread (a library's reader, e.g.
+            # paramiko's transport) is blocked in recv on the socket, and the FIN would trail the next attempt
+            for step in (lambda s=sock: s.shutdown(socket.SHUT_RDWR), sock.close):
+                try:
+                    step()
+                except OSError:
+                    pass
+        self._sockets.clear()
 
     def _open(self, port: int, timeout: float) -> socket.socket:
         if not self.guard.interval:

@@ -79,7 +79,10 @@ def execute_attempt(spec: AttemptSpec, env: RunEnv, registry: Registry | None = 
                            safe_mode=spec.safe_mode, options=spec.options)
         if ctx.guard.stopped_reason:
             raise CheckError("device-stopped", ctx.guard.stopped_reason)
-        observations = check.module.run(ctx)
+        try:
+            observations = check.module.run(ctx)
+        finally:
+            ctx.close_all()
         if not isinstance(observations, list) or not all(isinstance(o, Observation) for o in observations):
             raise TypeError("run() must return a list of Observation")
         result.status, result.observations = "completed", observations

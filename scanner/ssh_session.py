@@ -201,7 +201,7 @@ def _open(ctx: CheckContext) -> HostSession:
     if cred is None:
         raise CheckError("no-credentials", "no ssh credentials for this host")
     port = cred.port or 22
-    sock = ctx.connect(port, timeout=10)
+    sock = ctx.connect(port, timeout=10, keep=True)   # shared by the host's later attempts
     transport = paramiko.Transport(sock)
     facts = ctx.env.__dict__.setdefault("_ssh_hostkeys", {})
     try:

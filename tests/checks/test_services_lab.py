@@ -1,7 +1,7 @@
 """services.*, creds.default and snmp.communities against the namespace lab: exact (host, rule, port) sets.
 
-The lab's generated inventory does not (yet) carry `default_credentials_allowed: true` for the pump; this
-test adds it to a copy, which is what a hospital would write to permit default-login tests on that device.
+The lab's inventory carries `default_credentials_allowed: true` for the pump (the device owner's opt-in);
+a default login on that medical device is the device rule medical.device.default-login.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from tests.helpers import observations, scan, triples
 pytestmark = pytest.mark.lab
 
 MINE = ("hardening.unauthenticated-service", "hardening.anonymous-ftp", "hardening.vulnerable-version",
-        "accounts.default-credentials", "accounts.snmp-write-community", "crypto.cleartext.snmp-v1v2c")
+        "accounts.default-credentials", "accounts.snmp-write-community", "crypto.cleartext.snmp-v1v2c",
+        "medical.device.default-login")
 HOSTS = ("core-switch", "his", "emr-db", "pump", "hardened")
 EXPECTED = {
     ("his", "hardening.unauthenticated-service", 6379),     # redis, no requirepass, protected-mode off
@@ -22,7 +23,7 @@ EXPECTED = {
     ("core-switch", "crypto.cleartext.snmp-v1v2c", 161),    # v1/v2c public + private
     ("core-switch", "accounts.snmp-write-community", 161),  # private is read-write
     ("pump", "hardening.anonymous-ftp", 21),                # vsftpd anonymous_enable=YES
-    ("pump", "accounts.default-credentials", 80),           # nginx Basic admin/admin
+    ("pump", "medical.device.default-login", 80),           # nginx Basic admin/admin on the device console
     # not planted as such: nmap reads "Redis 7.0.15" and upstream fixed CVE-2025-49844 only in 7.2.11; the
     # banner cannot show Debian's backport, so the finding says confidence low (the issue's wording)
     ("his", "hardening.vulnerable-version", 6379),
@@ -33,10 +34,8 @@ EXPECTED = {
 def lab_result(lab, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("svc-lab")
     inv = yaml.safe_load(open(lab["inventory"], encoding="utf-8"))
-    for a in inv["assets"]:
-        if a["name"] == "pump":
-            a["default_credentials_allowed"] = True
-    inv_path = tmp / "inventory.yaml"
+    assert [a.get("default_credentials_allowed") for a in inv["assets"] if a["name"] == "pump"] == [True]
+    inv_path = tmp / "inventory.yaml"     # a copy: the lab rewrites its own at every restart
     inv_path.write_text(yaml.safe_dump(inv, allow_unicode=True), encoding="utf-8")
     by_name = {h["name"]: h["address"] for h in lab["hosts"]}
     db = tmp / "lab.db"
