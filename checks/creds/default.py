@@ -5,7 +5,11 @@ tried AT MOST ONCE, at most `max_per_service` pairs, stopping at the first accep
 Intrusive (it logs in), so safe mode skips it on fragile/medical assets unless the inventory entry says
 `default_credentials_allowed: true` (META.safe_mode_opt_in). The password never leaves this module:
 observations carry the list entry id and the user name only.
-Observation key `default-login`: {service, accepted, user, entry, tried, detail}.
+Web consoles: one GET / tells an HTTP Basic challenge from an HTML login form (checks/creds/forms.py: the
+form is parsed, its hidden fields/CSRF token and session cookie are sent back with each pair, and success is
+decided conservatively and explained in `decision`).
+Observation key `default-login`: {service, accepted, user, entry, tried, detail} and, for forms,
+{decision, page, form: {action, method, user_field, password_field, hidden}} (field names, never values).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from checks.creds import logins
+from checks.creds import forms, logins, web
 from scanner.context import CheckContext
 from scanner.errors import CheckError, CheckNotApplicable
 from scanner.models import Asset, Observation, Service
@@ -34,17 +38,19 @@ META = CheckMeta(
     description="Tries each vendor default pair of the service once (list with sources), stops at the first "
                 "accepted; records the list entry id, never the password.",
 )
-BY_NAME = {"ssh": "ssh", "telnet": "telnet", "ftp": "ftp", "http": "http-basic", "http-alt": "http-basic",
-           "https": "https-basic", "https-alt": "https-basic", "mysql": "mysql", "postgresql": "postgresql"}
-BY_PORT = {22: "ssh", 23: "telnet", 21: "ftp", 80: "http-basic", 8080: "http-basic", 443: "https-basic",
-           8443: "https-basic", 3306: "mysql", 5432: "postgresql"}
+# web services are "http"/"https" until GET / shows how they log in (http-basic, http-form, https-...)
+BY_NAME = {"ssh": "ssh", "telnet": "telnet", "ftp": "ftp", "http": "http", "http-alt": "http",
+           "https": "https", "https-alt": "https", "mysql": "mysql", "postgresql": "postgresql"}
+BY_PORT = {22: "ssh", 23: "telnet", 21: "ftp", 80: "http", 8080: "http", 443: "https", 8443: "https",
+           3306: "mysql", 5432: "postgresql"}
+Attempt = Callable[[str, str], tuple[bool, str, str]]    # (user, password) -> (accepted, detail, decision)
 
 
 def service_kind(service: Service | None) -> str:
     if service is None:
         return ""
-    if service.tunnel == "ssl" and BY_NAME.get(service.name) == "http-basic":
-        return "https-basic"
+    if service.tunnel == "ssl" and BY_NAME.get(service.name) == "http":
+        return "https"
     return BY_NAME.get(service.name, "") or (BY_PORT.get(service.port, "") if service.name in ("", "unknown",
                                                                                              "tcpwrapped") else "")
 
@@ -55,42 +61,78 @@ def applies(asset: Asset, service: Service | None) -> bool:
 
 def pairs(ctx: CheckContext, kind: str) -> list[dict[str, Any]]:
     table = ctx.knowledge.get("default_credentials") or {}
-    key = "http-basic" if kind == "https-basic" else kind
+    key = kind.replace("https-", "http-")
     items = list((table.get("services") or {}).get(key) or [])
     if not items:
         raise CheckError("unsupported", f"no default credentials listed for {key}")
     return items[:int(table.get("max_per_service", 3))]
 
 
-def login_fn(ctx: CheckContext, kind: str) -> Callable[[str, str], tuple[bool, str]]:
-    if kind in ("http-basic", "https-basic"):
-        tls = kind == "https-basic"
-        realm = logins.http_basic_challenge(ctx, tls)
-        if not realm:
-            # no HTTP Basic login at "/": nothing of ours to try (form logins are not tried yet)
-            raise CheckNotApplicable("/ does not ask for HTTP Basic authentication")
-        return lambda u, p: logins.http_basic_login(ctx, u, p, tls)
+def web_login(ctx: CheckContext, tls: bool) -> tuple[str, list[dict[str, Any]], Attempt, dict[str, Any]]:
+    """One GET / decides how this console logs in: an HTTP Basic challenge, or an HTML login form (found on /
+    or after at most two same-origin redirects). Returns (kind, pairs, attempt function, extra facts)."""
+    origin = web.Origin(ctx.host, ctx.port or (443 if tls else 80), tls, (ctx.asset.name or "",))
+    first = web.request(ctx, origin, "GET", "/")
+    if logins.basic_realm(first):
+        kind = "https-basic" if tls else "http-basic"
+        return kind, pairs(ctx, kind), lambda u, p: (*logins.http_basic_login(ctx, origin, u, p), ""), {}
+    page = forms.find(ctx, origin, first)
+    if page is None:
+        raise CheckNotApplicable(f"/ asks for neither HTTP Basic authentication nor a login form "
+                                 f"(HTTP {first.status}{', page cut at 256 KiB' if first.truncated else ''})")
+    table = ctx.knowledge.get("default_credentials") or {}
+    entries = list((table.get("services") or {}).get("http-form") or [])
+    if not entries:
+        raise CheckError("unsupported", "no default credentials listed for http-form")
+    candidates = forms.choose(entries, page.identity, int(table.get("max_per_service", 3)))
+    current: list[forms.LoginPage | None] = [page]
+
+    def attempt(user: str, password: str) -> tuple[bool, str, str]:
+        login = current[0]
+        if login is None:
+            # a fresh page (new CSRF token and session) for every pair: tokens are often single-use
+            try:
+                login = forms.find(ctx, origin, path=page.path)
+            except CheckNotApplicable as e:
+                raise logins.Refused(f"login page changed after a try ({e}): stopped") from None
+            if login is None:
+                raise logins.Refused(f"login form no longer shown at {page.path[:80]}: stopped")
+        current[0] = None
+        return forms.attempt(ctx, origin, login, user, password)
+
+    facts = {"form": forms.form_facts(page.form, page.action), "page": page.path[:200]}
+    return ("https-form" if tls else "http-form"), candidates, attempt, facts
+
+
+def login_fn(ctx: CheckContext, kind: str) -> tuple[str, list[dict[str, Any]], Attempt, dict[str, Any]]:
+    if kind in ("http", "https"):
+        return web_login(ctx, kind == "https")
     fn = {"ssh": logins.ssh_login, "telnet": logins.telnet_login, "ftp": logins.ftp_login,
           "mysql": logins.mysql_login, "postgresql": logins.postgresql_login}[kind]
-    return lambda u, p: fn(ctx, u, p)
+    return kind, pairs(ctx, kind), lambda u, p: (*fn(ctx, u, p), ""), {}
 
 
 def run(ctx: CheckContext) -> list[Observation]:
     kind = service_kind(ctx.service)
     if not kind:
         raise CheckNotApplicable("no default-credential list for this service")
-    candidates = pairs(ctx, kind)
-    attempt = login_fn(ctx, kind)
-    tried, detail = 0, ""
+    kind, candidates, attempt, facts = login_fn(ctx, kind)
+    form = kind.endswith("-form")
+    tried, detail, decisions = 0, "", []
     for c in candidates:
         try:
-            accepted, detail = attempt(str(c["user"]), str(c.get("password", "")))
+            accepted, detail, decision = attempt(str(c["user"]), str(c.get("password", "")))
         except logins.Refused as e:
-            detail = str(e)
+            detail = decision = str(e)
+            decisions.append(decision)
             break
         tried += 1
         if accepted:
-            return [ctx.observation("default-login", {"service": kind, "accepted": True, "user": str(c["user"]),
-                                                      "entry": str(c["id"]), "tried": tried, "detail": detail})]
-    return [ctx.observation("default-login", {"service": kind, "accepted": False, "user": "", "entry": "",
-                                              "tried": tried, "detail": detail[:120]})]
+            data = {"service": kind, "accepted": True, "user": str(c["user"]), "entry": str(c["id"]),
+                    "tried": tried, "detail": detail}
+            return [ctx.observation("default-login", {**data, **({"decision": decision, **facts} if form else {})})]
+        decisions.append(decision)
+    data = {"service": kind, "accepted": False, "user": "", "entry": "", "tried": tried, "detail": detail[:120]}
+    # every distinct answer, in order: "refused" and "not counted" explain themselves side by side
+    summary = " | ".join(dict.fromkeys(x[:300] for x in decisions))
+    return [ctx.observation("default-login", {**data, **({"decision": summary, **facts} if form else {})})]

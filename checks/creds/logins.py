@@ -1,20 +1,20 @@
 """One login attempt per call, per protocol, on a socket from the check context (scope, pacing, back-off).
 
 Each function returns (accepted, detail) or raises `Refused` when the service will not take password logins
-at all from here (no point trying the next pair). Libraries: paramiko (SSH), ftplib (FTP), http.client
-(HTTP Basic), PyMySQL (MySQL/MariaDB: native and caching_sha2 auth), pg8000 (PostgreSQL: md5 and SCRAM);
-telnet is a small raw-socket dialogue (telnetlib is gone in Python 3.13) refusing every option.
+at all from here (no point trying the next pair). Libraries: paramiko (SSH), ftplib (FTP), our bounded
+HTTP client checks/creds/web.py (HTTP Basic; HTML forms are checks/creds/forms.py), PyMySQL (MySQL/MariaDB:
+native and caching_sha2 auth), pg8000 (PostgreSQL: md5 and SCRAM); telnet is a small raw-socket dialogue (telnetlib is gone in Python 3.13) refusing every option.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import re
 import socket
-import ssl
 import time
 
+from checks.creds import web
+from checks.http.wire import parse_www_authenticate
 from checks.services.ftp import close as ftp_close
 from checks.services.ftp import ftp_session
 from checks.services.ftp import try_login as ftp_try
@@ -155,54 +155,20 @@ def ftp_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]:
 
 # ------------------------------------------------------------------ HTTP Basic
 
-class _Conn(http.client.HTTPConnection):
-    """http.client on a socket the context opened (optionally wrapped in TLS without verification:
-    we test the login, not the certificate)."""
-
-    def __init__(self, ctx: CheckContext, tls: bool) -> None:
-        super().__init__(ctx.host, ctx.port or (443 if tls else 80), timeout=IO_TIMEOUT)
-        self._ctx, self._tls = ctx, tls
-
-    def connect(self) -> None:
-        sock = self._ctx.connect(timeout=IO_TIMEOUT)
-        if self._tls:
-            c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            c.check_hostname, c.verify_mode = False, ssl.CERT_NONE
-            # device consoles often speak only TLS 1.0/1.1 with old suites: we test the login, not the TLS
-            # (tls.scan judges that), so accept whatever the server offers
-            c.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-            c.set_ciphers("ALL:@SECLEVEL=0")
-            sock = c.wrap_socket(sock)
-        self.sock = sock
+def basic_realm(resp: web.Response) -> str:
+    """The Basic realm a 401 asks for, or '' when the answer is not an HTTP Basic challenge."""
+    if resp.status != 401:
+        return ""
+    for c in parse_www_authenticate(resp.head.get_all("www-authenticate")):
+        if c["scheme"].lower() == "basic":
+            return (c["realm"] or "(no realm)")[:80]
+    return ""
 
 
-def http_get(ctx: CheckContext, tls: bool, path: str = "/", auth: str = "") -> tuple[int, str]:
-    conn = _Conn(ctx, tls)
-    try:
-        headers = {"User-Agent": "tcmscan", "Connection": "close"}
-        if auth:
-            headers["Authorization"] = auth
-        conn.request("GET", path, headers=headers)
-        r = conn.getresponse()
-        r.read(4096)
-        return r.status, r.getheader("WWW-Authenticate", "") or ""
-    except (http.client.HTTPException, ssl.SSLError, OSError) as e:
-        raise CheckError("protocol", f"HTTP request failed: {str(e)[:100]}") from None
-    finally:
-        conn.close()
-
-
-def http_basic_challenge(ctx: CheckContext, tls: bool) -> str:
-    """The Basic realm `/` asks for, or '' when / does not ask for HTTP Basic."""
-    status, www = http_get(ctx, tls)
-    m = re.match(r'\s*basic\b(?:.*realm="([^"]*)")?', www, re.I)
-    return (m.group(1) or "(no realm)")[:80] if status == 401 and m else ""
-
-
-def http_basic_login(ctx: CheckContext, user: str, password: str, tls: bool) -> tuple[bool, str]:
+def http_basic_login(ctx: CheckContext, origin: web.Origin, user: str, password: str) -> tuple[bool, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    status, _ = http_get(ctx, tls, auth="Basic " + token)
-    return 200 <= status < 400, f"HTTP {status}"
+    resp = web.request(ctx, origin, "GET", "/", headers={"Authorization": "Basic " + token})
+    return 200 <= resp.status < 400, f"HTTP {resp.status}"
 
 
 # ------------------------------------------------------------------ databases

@@ -191,3 +191,140 @@ class BasicHTTP:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+FORM_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head><body>
+<h1>{title}</h1>{message}
+<form id="search" action="/search" method="get"><input type="text" name="q"></form>
+<form method="post" action="/login" name="login">
+  <input type="hidden" name="csrf_token" value="{token}">
+  <label>User <input type="text" name="username" autocomplete="off"></label>
+  <label>Password <input type="password" name="password"></label>
+  <select name="lang"><option value="en">English</option><option value="zh" selected>中文</option></select>
+  <input type="checkbox" name="remember" value="1">
+  <input type="submit" name="do_login" value="Log in">
+</form></body></html>"""
+
+
+class FormConsole:
+    """A device web console with an HTML login form (http.server on a loopback address of its own).
+
+    GET / sets a session cookie and shows a form with a CSRF token; POST /login with an accepted pair answers
+    302 to /dashboard with a new auth cookie, a wrong pair shows the form again with "Invalid ...".
+    `csrf="required"`: each GET issues a new single-use token and a POST without it gets 403.
+    `throttle`: every POST gets 429 (a console that locks out). Every POST is recorded in `posts`.
+    `success="page"`: an accepted POST answers 200 with the console page and the auth cookie (no redirect);
+    `"page-no-cookie"`: the same page but no cookie (we must not count that as a login).
+    `tls_dir`: speak HTTPS with a self-signed certificate made there (openssl).
+    """
+
+    def __init__(self, address: str, port: int, *, accept: set[tuple[str, str]], title: str = "Device Console",
+                 csrf: str = "static", throttle: bool = False, success: str = "redirect",
+                 tls_dir: Path | None = None) -> None:
+        import secrets
+        from urllib.parse import parse_qsl
+
+        self.posts: list[dict[str, str]] = []
+        self.gets: list[str] = []
+        self.logouts = 0
+        self.tokens: dict[str, str] = {}        # session id -> current CSRF token
+        self.issued: list[str] = []             # every CSRF token and auth cookie handed out (secrets)
+        self.auth: set[str] = set()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 10      # a prober that connects and says nothing (or no TLS) does not hold a thread
+
+            def _cookies(self) -> dict[str, str]:
+                out = {}
+                for part in (self.headers.get("Cookie") or "").split(";"):
+                    k, _, v = part.strip().partition("=")
+                    out[k] = v
+                return out
+
+            def _send(self, status: int, body: str = "", headers: dict[str, str] | None = None) -> None:
+                data = body.encode()
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _form(self, message: str = "", status: int = 200) -> None:
+                sid = self._cookies().get("sid") or secrets.token_hex(8)
+                token = outer.tokens.get(sid)
+                if token is None or csrf == "required":
+                    token = outer.tokens[sid] = secrets.token_hex(16)
+                    outer.issued.append(token)
+                self._send(status, FORM_PAGE.format(title=title, token=token, message=message),
+                           {"Set-Cookie": f"sid={sid}; Path=/; HttpOnly"})
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.gets.append(self.path)
+                authed = self._cookies().get("auth") in outer.auth
+                if self.path == "/dashboard" and authed:
+                    self._send(200, f"<html><title>{title}</title><h1>Welcome, administrator</h1>"
+                                    "<a href='/settings'>Settings</a> <a href='/logout'>Log out</a></html>")
+                elif self.path == "/logout":
+                    outer.auth.discard(self._cookies().get("auth", ""))
+                    outer.logouts += 1
+                    self._send(302, "", {"Location": "/"})
+                elif self.path == "/":
+                    self._form()
+                else:
+                    self._send(302, "", {"Location": "/"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                n = int(self.headers.get("Content-Length") or 0)
+                fields = dict(parse_qsl(self.rfile.read(min(n, 65536)).decode(), keep_blank_values=True))
+                outer.posts.append(fields)
+                if throttle:
+                    self._send(429, "Too many login attempts", {"Retry-After": "300"})
+                    return
+                sid = self._cookies().get("sid", "")
+                if csrf == "required" and (not fields.get("csrf_token")
+                                           or outer.tokens.pop(sid, None) != fields.get("csrf_token")):
+                    self._send(403, "<html>CSRF check failed</html>")
+                    return
+                if self.path == "/login" and (fields.get("username"), fields.get("password")) in accept:
+                    cookie = secrets.token_hex(16)
+                    outer.auth.add(cookie)
+                    outer.issued.append(cookie)
+                    if success == "redirect":
+                        self._send(302, "", {"Location": "/dashboard", "Set-Cookie": f"auth={cookie}; Path=/"})
+                    else:
+                        self._send(200, f"<html><title>{title}</title><h1>Status</h1>all channels idle</html>",
+                                   {"Set-Cookie": f"auth={cookie}; Path=/"} if success == "page" else {})
+                else:
+                    self._form('<p class="error">Invalid user name or password</p>')
+
+            def log_message(self, *_a) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, *_a) -> None:   # nmap's probes reset connections: not our business
+                pass
+
+        self.server = Server((address, port), Handler)
+        if tls_dir is not None:
+            import ssl
+
+            key, cert = tls_dir / "console.key", tls_dir / "console.crt"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                            "-out", str(cert), "-days", "30", "-subj", "/CN=console.test"], check=True,
+                           capture_output=True)
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            c.load_cert_chain(cert, key)
+            # handshake in the handler thread (first read), not in accept(): a silent prober must not block
+            self.server.socket = c.wrap_socket(self.server.socket, server_side=True,
+                                               do_handshake_on_connect=False)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+        wait_port(address, port)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
