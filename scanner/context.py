@@ -8,6 +8,7 @@ stops answering is taken out of the scan.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,6 +118,31 @@ class PacedSocket(socket.socket):
         super().close()
 
 
+class PacedSSLSocket(ssl.SSLSocket):
+    """TLS over a paced connection: application data sends wait for the device's pace too."""
+
+    guard: HostGuard | None = None
+    SEGMENT = PacedSocket.SEGMENT
+
+    def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
+        if self.guard is not None:
+            self.guard.pace()
+        return super().send(bytes(data)[:self.SEGMENT], flags)
+
+    def sendall(self, data, flags: int = 0) -> None:  # type: ignore[override]
+        view = memoryview(bytes(data))
+        while view:
+            n = self.send(view, flags)
+            view = view[n:]
+
+    def close(self) -> None:
+        try:
+            self.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
+        super().close()
+
+
 @dataclass
 class RunEnv:
     """Live objects a worker needs; rebuilt on each worker from the scan's stored settings."""
@@ -202,6 +228,20 @@ class CheckContext:
         if not keep:
             self._sockets.append(sock)
         return sock
+
+    def wrap_tls(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None = None
+                 ) -> ssl.SSLSocket:
+        """TLS on a connection from `connect`. On a fragile device the handshake's first flight waits for the
+        pace and later sends stay paced (wrapping a socket otherwise sheds PacedSocket's pacing)."""
+        if not isinstance(sock, PacedSocket):
+            return context.wrap_socket(sock, server_hostname=server_hostname)
+        context.sslsocket_class = PacedSSLSocket
+        self.guard.pace()
+        tls = context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+        tls.guard = self.guard
+        tls.do_handshake()
+        self._sockets.append(tls)
+        return tls
 
     def close_all(self) -> None:
         """Close every connection this attempt opened and did not keep (called by the runner)."""

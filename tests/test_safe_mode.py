@@ -279,3 +279,33 @@ def test_full_scan_of_medical_hosts_is_safe(lab, tmp_path: Path) -> None:
     if not pump.get("default_credentials_allowed"):
         want.discard(("pump", "medical.device.default-login", 80))
     assert {x for x in triples(found, lab) if x[1].startswith("medical.")} == want
+
+
+def test_tls_sends_stay_paced_on_a_fragile_device(tmp_path):
+    """Wrapping a paced connection in TLS must not shed the pacing (http.probe, creds, hl7 over TLS)."""
+    import ssl
+    import time as _time
+
+    from scanner.context import CheckContext, PacedSSLSocket, RunEnv
+    from scanner.models import Asset, Service
+    from tests.loopback import start_tls
+
+    server = start_tls(tmp_path, "127.77.9.9", 8443)
+    try:
+        asset = Asset(address="127.77.9.9", cls="medical-device", fragile=True,
+                      services=[Service(8443, name="https")])
+        ctx = CheckContext(asset=asset, service=asset.services[0], check_id="t.t", env=RunEnv(scope=["127.0.0.0/8"]),
+                           timeout=30, safe_mode=True)
+        tctx = ssl.create_default_context()
+        tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE
+        tls = ctx.wrap_tls(ctx.connect(), tctx)
+        assert isinstance(tls, PacedSSLSocket) and tls.guard is ctx.guard
+        start = _time.monotonic()
+        for _ in range(5):
+            tls.sendall(b"GET / HTTP/1.0\r\n")
+        assert _time.monotonic() - start >= 0.4          # 5 paced sends at 10/s
+        ctx.close_all()
+        assert tls.fileno() == -1
+    finally:
+        server.kill()
+        server.wait()

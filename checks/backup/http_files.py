@@ -64,7 +64,7 @@ def head(ctx: CheckContext, path: str) -> dict | None:
         if _tls(ctx):
             tctx = ssl.create_default_context()
             tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE  # we look for files, not judge certs
-            sock = tctx.wrap_socket(sock, server_hostname=None)
+            sock = ctx.wrap_tls(sock, tctx)
         sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.host}\r\nUser-Agent: tcmscan\r\n"
                      "Connection: close\r\n\r\n".encode())
         raw = b""

@@ -141,7 +141,7 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
         if origin.tls:
             raw.settimeout(max(0.1, deadline - time.monotonic()))
             try:
-                sock = _tls_context().wrap_socket(raw)
+                sock = ctx.wrap_tls(raw, _tls_context())
             except TimeoutError:
                 raise CheckError("timeout", f"TLS handshake with {ctx.host}:{origin.port} timed out") from None
             except (ssl.SSLError, OSError) as e:

@@ -43,7 +43,7 @@ def _exchange(ctx: CheckContext, tls: bool) -> tuple[bytes, float]:
             tctx.verify_mode = ssl.CERT_NONE     # we ask "is it TLS", not "is the certificate good" (tls.*)
             sock.settimeout(min(10.0, ctx.remaining()))
             try:
-                sock = tctx.wrap_socket(sock)
+                sock = ctx.wrap_tls(sock, tctx)
             except (ssl.SSLError, OSError) as e:
                 raise ProbeError("protocol", f"no TLS either: {e}") from None
         control = "TCMSCAN" + secrets.token_hex(5).upper()

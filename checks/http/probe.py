@@ -94,7 +94,7 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
         if tls:
             raw.settimeout(max(0.1, deadline - time.monotonic()))
             try:
-                sock = _tls_context().wrap_socket(raw, do_handshake_on_connect=True)
+                sock = ctx.wrap_tls(raw, _tls_context())
             except TimeoutError:
                 raise CheckError("timeout", f"TLS handshake with {ctx.host}:{port} timed out") from None
             except (ssl.SSLError, OSError) as e:
