@@ -245,11 +245,19 @@ MAX_PROBED_PORTS = 8       # each costs up to two short connections
 def identify_medical(address: str, services: list[Service], no_version_probe: list[int]) -> list[Service]:
     """Our own DICOM/MLLP probes (scanner/probes.py) where nmap was not asked or could not tell.
     Not for fragile assets: their checks speak to them once, that is enough traffic."""
-    from scanner.probes import identify
+    from scanner.probes import identify, identify_banner
 
-    todo = [s for s in services if s.proto == "tcp" and (s.port in no_version_probe or s.name in UNIDENTIFIED)]
+    signatures = knowledge().get("banner_signatures", {}).get("signatures", [])
+    todo = [s for s in services if s.proto == "tcp" and (s.port in no_version_probe or s.name in UNIDENTIFIED
+                                                          or (s.source == "nmap" and not s.product))]
     for s in todo[:MAX_PROBED_PORTS]:
-        found = identify(address, s.port, expected=s.name)
+        found = None
+        if s.port not in no_version_probe and (s.name in UNIDENTIFIED or not s.product):
+            # a server that talks first names itself (nmap -sV can miss a slow one)
+            found = identify_banner(address, s.port, signatures)
+            if found is None and s.name not in UNIDENTIFIED:
+                continue      # nmap's name stands; DICOM/MLLP probes only where nothing is known
+        found = found or identify(address, s.port, expected=s.name)
         if found:
             s.name, s.product, s.version, s.extrainfo, s.source = (found.name, found.product, found.version,
                                                                     found.extrainfo, "probe")

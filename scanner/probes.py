@@ -299,7 +299,7 @@ def parse_hl7(message: bytes) -> Hl7Answer:
 
 @dataclass
 class Identified:
-    name: str            # dicom | hl7-mllp
+    name: str            # dicom | hl7-mllp | a banner signature's name (ssh, ftp, ...)
     product: str = ""
     version: str = ""
     extrainfo: str = ""
@@ -326,6 +326,38 @@ def _mllp(sock: socket.socket, deadline: float) -> Identified:
     a = parse_hl7(read_mllp_frame(sock, deadline))
     return Identified("hl7-mllp", product=a.sending_application, version=a.version,
                       extrainfo=f"MSA {a.msa_code}" if a.msa_code else "")
+
+
+BANNER_WAIT = 1.5
+BANNER_MAX = 512
+
+
+def identify_banner(address: str, port: int, signatures: list[dict[str, str]],
+                    timeout: float = BANNER_WAIT) -> Identified | None:
+    """The service a server names in what it sends first (one connection, nothing sent, bounded)."""
+    import re  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as sock:
+            data = b""
+            while len(data) < BANNER_MAX and b"\n" not in data:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                sock.settimeout(left)
+                chunk = sock.recv(BANNER_MAX - len(data))
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    text = data.decode("latin-1")
+    for sig in signatures:
+        if re.search(sig["pattern"], text):
+            first = text.splitlines()[0] if text.strip() else ""
+            return Identified(sig["name"], extrainfo=f"banner: {first[:80]!r}")
+    return None
 
 
 def identify(address: str, port: int, expected: str = "", timeout: float = 3.0) -> Identified | None:

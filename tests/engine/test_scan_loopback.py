@@ -151,3 +151,21 @@ def test_sigkill_mid_scan_then_resume_equals_an_uninterrupted_scan(tmp_path):
     finally:
         for ln in listeners:
             ln.close()
+
+
+def test_discovery_names_a_service_by_its_banner_where_nmap_could_not():
+    """A server nmap -sV left unnamed (slow under load, or an unusual port) is named by what it says first,
+    so the checks for that service apply; a silent one keeps nmap's name."""
+    from scanner.discovery import hospital_ports, identify_medical
+    from scanner.models import Service
+
+    talk = Listener("127.0.0.33", 40021, b"220 archive FTP server ready\r\n", hold=3.0)
+    quiet = Listener("127.0.0.33", 40022, None, hold=3.0)
+    try:
+        services = [Service(40021, name="unknown"), Service(40022, name="redis")]
+        out = identify_medical("127.0.0.33", services, hospital_ports()["no_version_probe"])
+        assert [(s.port, s.name, s.source) for s in out] == [(40021, "ftp", "probe"), (40022, "redis", "nmap")]
+        assert out[0].extrainfo == "banner: '220 archive FTP server ready'"
+    finally:
+        talk.close()
+        quiet.close()
