@@ -15,7 +15,16 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from checks.http.wire import MAX_BODY, MAX_HEAD, Head, HttpError, dechunk, parse_head
+from checks.http.wire import (
+    MAX_BODY,
+    MAX_HEAD,
+    Head,
+    HttpError,
+    dechunk,
+    lenient_tls_context,
+    parse_head,
+    recv_until,
+)
 from scanner.context import CheckContext
 from scanner.errors import CheckError
 
@@ -97,37 +106,6 @@ def cookie_header(jar: dict[str, str]) -> str:
     return "; ".join(f"{k}={v}" for k, v in list(jar.items())[:MAX_COOKIES])
 
 
-def _tls_context() -> ssl.SSLContext:
-    # device consoles often speak only TLS 1.0/1.1 with old suites: accept whatever the server offers
-    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    c.check_hostname, c.verify_mode = False, ssl.CERT_NONE
-    c.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    try:
-        c.set_ciphers("ALL:@SECLEVEL=0")
-    except ssl.SSLError:
-        pass
-    return c
-
-
-def _recv_until(sock: socket.socket, deadline: float, buf: bytearray, done) -> bool:
-    """Read into buf until done(buf), EOF or the deadline; True when done(buf) or EOF."""
-    while not done(buf):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except (TimeoutError, ssl.SSLWantReadError):
-            return False
-        except (ssl.SSLError, OSError):
-            return True           # a reset after the response is an end of body
-        if not chunk:
-            return True
-        buf += chunk
-    return True
-
-
 def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, headers: dict[str, str] | None = None,
             body: bytes = b"") -> Response:
     """One request on a fresh connection (Connection: close), bounded in time and bytes."""
@@ -141,7 +119,7 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
         if origin.tls:
             raw.settimeout(max(0.1, deadline - time.monotonic()))
             try:
-                sock = ctx.wrap_tls(raw, _tls_context())
+                sock = ctx.wrap_tls(raw, lenient_tls_context())
             except TimeoutError:
                 raise CheckError("timeout", f"TLS handshake with {ctx.host}:{origin.port} timed out") from None
             except (ssl.SSLError, OSError) as e:
@@ -160,7 +138,7 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
         except OSError as e:
             raise CheckError("connectivity", f"send to {ctx.host}:{origin.port} failed: {str(e)[:100]}") from None
         buf = bytearray()
-        finished = _recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
+        finished = recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > MAX_HEAD:
@@ -182,7 +160,7 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
         complete = True
         if method != "HEAD" and head.status not in (204, 304) and (want is None or len(data) < want):
-            complete = _recv_until(sock, deadline, data, lambda b: len(b) >= min(want or MAX_BODY, MAX_BODY)
+            complete = recv_until(sock, deadline, data, lambda b: len(b) >= min(want or MAX_BODY, MAX_BODY)
                                    or (chunked and b.endswith(b"0\r\n\r\n")))
         truncated = len(data) >= MAX_BODY or not complete
         data = data[:MAX_BODY]

@@ -22,10 +22,12 @@ from checks.http.wire import (
     MAX_HEAD,
     HttpError,
     dechunk,
+    lenient_tls_context,
     page_facts,
     parse_head,
     parse_hsts,
     parse_www_authenticate,
+    recv_until,
 )
 from scanner.context import CheckContext
 from scanner.errors import CheckError
@@ -53,39 +55,6 @@ def uses_tls(service) -> bool:
     return service.tunnel == "ssl" or service.name in ("https", "https-alt") or service.port in TLS_PORTS
 
 
-def _tls_context() -> ssl.SSLContext:
-    # Verification off and old protocols allowed on purpose: a legacy HTTPS server (TLS 1.0, 1024-bit RSA,
-    # SHA-1) must still show us its page; judging its TLS is tls.scan's job.
-    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    c.check_hostname = False
-    c.verify_mode = ssl.CERT_NONE
-    c.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    try:
-        c.set_ciphers("ALL:@SECLEVEL=0")
-    except ssl.SSLError:
-        pass
-    return c
-
-
-def _recv_until(sock: socket.socket, deadline: float, buf: bytearray, done) -> bool:
-    """Read into buf until done(buf), EOF or the deadline; True when done(buf) or EOF."""
-    while not done(buf):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except (TimeoutError, ssl.SSLWantReadError):
-            return False
-        except (ssl.SSLError, OSError):
-            return True           # a reset after the response is an end of body
-        if not chunk:
-            return True
-        buf += chunk
-    return True
-
-
 def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
     deadline = time.monotonic() + min(FETCH_BUDGET, ctx.remaining())
     raw = ctx.connect(port, timeout=min(5.0, ctx.remaining()))
@@ -94,7 +63,7 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
         if tls:
             raw.settimeout(max(0.1, deadline - time.monotonic()))
             try:
-                sock = ctx.wrap_tls(raw, _tls_context())
+                sock = ctx.wrap_tls(raw, lenient_tls_context())
             except TimeoutError:
                 raise CheckError("timeout", f"TLS handshake with {ctx.host}:{port} timed out") from None
             except (ssl.SSLError, OSError) as e:
@@ -108,7 +77,7 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
         except OSError as e:
             raise CheckError("connectivity", f"send to {ctx.host}:{port} failed: {e}") from None
         buf = bytearray()
-        finished = _recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
+        finished = recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > MAX_HEAD:
@@ -127,7 +96,7 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
         want = int(length) if length and length.isdigit() else None
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
         if head.status not in (204, 304) and (want is None or len(body) < want):
-            _recv_until(sock, deadline, body, lambda b: len(b) >= min(want or MAX_BODY, MAX_BODY)
+            recv_until(sock, deadline, body, lambda b: len(b) >= min(want or MAX_BODY, MAX_BODY)
                         or (chunked and b.endswith(b"0\r\n\r\n")))
         body = body[:MAX_BODY]
         if chunked:

@@ -5,6 +5,9 @@ except `HttpError` from `parse_head`. Kept separate from the socket code so hypo
 from __future__ import annotations
 
 import re
+import socket
+import ssl
+import time
 from dataclasses import dataclass, field
 
 MAX_HEAD = 32 * 1024          # status line + headers
@@ -158,3 +161,36 @@ def page_facts(body: bytes, content_type: str | None) -> dict:
     except LookupError:
         title = t.group(1).decode("utf-8", errors="replace").strip() if t else ""
     return {"password_form": bool(PASSWORD_INPUT.search(body)), "title": title[:120]}
+
+
+def lenient_tls_context() -> ssl.SSLContext:
+    """Verification off and old protocols allowed on purpose: a legacy HTTPS server or device console
+    (TLS 1.0, 1024-bit RSA, SHA-1) must still show us its page; judging its TLS is tls.scan's job."""
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    c.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    try:
+        c.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    return c
+
+
+def recv_until(sock: socket.socket, deadline: float, buf: bytearray, done) -> bool:
+    """Read into buf until done(buf), EOF or the deadline; True when done(buf) or EOF."""
+    while not done(buf):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ssl.SSLWantReadError):
+            return False
+        except (ssl.SSLError, OSError):
+            return True           # a reset after the response is an end of body
+        if not chunk:
+            return True
+        buf += chunk
+    return True
