@@ -129,6 +129,7 @@ def test_expected_findings_consistent_with_topology() -> None:
     assert len(keys) == len(set(keys))
     assert sorted(r for h, r, p in keys if h == "pump") == sorted([
         "crypto.cleartext.telnet", "crypto.cleartext.ftp", "crypto.cleartext.http-admin",
+        "crypto.cleartext.no-starttls",
         "hardening.risky-port", "hardening.risky-port", "hardening.anonymous-ftp",
         "medical.device.cleartext-service", "medical.device.cleartext-service", "medical.device.default-login"])
 
