@@ -89,19 +89,19 @@ class HostGuard:
                                    f"rate halved to {1 / self.interval:.2f}/s")
 
 
-class PacedSocket(socket.socket):
-    """A TCP socket whose every send waits for the device's pace (safe mode): the SYN is paced by
-    `CheckContext.allow`, payload segments here, so at most `rate` scanner-initiated packets per second."""
+class _PacedSends:
+    """Safe-mode sending for a socket class: every send waits for the device's pace, and close() ends the
+    connection at once. Mixed into the plain and the TLS socket so both behave alike."""
 
     guard: HostGuard | None = None
     SEGMENT = 1400      # below a typical MSS: one paced send is one segment
 
-    def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
+    def send(self, data, flags: int = 0) -> int:
         if self.guard is not None:
             self.guard.pace()
-        return super().send(bytes(data)[:self.SEGMENT], flags)
+        return super().send(bytes(data)[:self.SEGMENT], flags)  # type: ignore[misc]
 
-    def sendall(self, data, flags: int = 0) -> None:  # type: ignore[override]
+    def sendall(self, data, flags: int = 0) -> None:
         view = memoryview(bytes(data))
         while view:
             n = self.send(view, flags)
@@ -112,35 +112,19 @@ class PacedSocket(socket.socket):
         # now: a plain close() is deferred while another thread is blocked in recv on this socket, and the
         # device would briefly see two of our connections at once.
         try:
-            self.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        super().close()
-
-
-class PacedSSLSocket(ssl.SSLSocket):
-    """TLS over a paced connection: application data sends wait for the device's pace too."""
-
-    guard: HostGuard | None = None
-    SEGMENT = PacedSocket.SEGMENT
-
-    def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
-        if self.guard is not None:
-            self.guard.pace()
-        return super().send(bytes(data)[:self.SEGMENT], flags)
-
-    def sendall(self, data, flags: int = 0) -> None:  # type: ignore[override]
-        view = memoryview(bytes(data))
-        while view:
-            n = self.send(view, flags)
-            view = view[n:]
-
-    def close(self) -> None:
-        try:
-            self.shutdown(socket.SHUT_RDWR)
+            self.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
         except (OSError, ValueError):
             pass
-        super().close()
+        super().close()  # type: ignore[misc]
+
+
+class PacedSocket(_PacedSends, socket.socket):
+    """A TCP socket whose every send waits for the device's pace (safe mode): the SYN is paced by
+    `CheckContext.allow`, payload segments here, so at most `rate` scanner-initiated packets per second."""
+
+
+class PacedSSLSocket(_PacedSends, ssl.SSLSocket):
+    """TLS over a paced connection: application data sends wait for the device's pace too."""
 
 
 @dataclass
