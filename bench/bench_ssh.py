@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from checks.ssh import kex as sshkex  # noqa: E402
-from scanner.context import CheckContext, RunEnv  # noqa: E402
-from scanner.models import Asset, Service  # noqa: E402
+from scanner.core.models import Asset, Service
+from scanner.sdk.context import CheckContext, RunEnv
 
 
 def ours(address: str, scope: str) -> float:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scanner.context import RunEnv  # noqa: E402
-from scanner.models import Asset, AttemptSpec, Service  # noqa: E402
-from scanner.runner import execute_attempt  # noqa: E402
+from scanner.core.models import Asset, AttemptSpec, Service
+from scanner.engine.runner import execute_attempt
+from scanner.sdk.context import RunEnv
 
 LAB_TLS = {"his": "10.77.0.10", "portal": "10.77.0.40", "hardened": "10.77.0.50", "sm-gw": "10.77.0.60"}
 ALLOWED = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.77.0.0/24")]

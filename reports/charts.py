@@ -8,7 +8,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from reports.i18n import pick, t
-from scanner.grading import level_of
+from scanner.assess.grading import level_of
 
 LEVEL_COLOURS = {0: "#9e9e9e", 1: "#4caf50", 2: "#9ccc65", 3: "#fbc02d", 4: "#f57c00", 5: "#c62828"}
 SEVERITY_COLOURS = {"critical": "#8e0000", "high": "#c62828", "medium": "#f57c00", "low": "#fbc02d",

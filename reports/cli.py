@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scanner.errors import EXIT_OK
+from scanner.core.vocab import EXIT_OK
 
 FORMATS = ("html", "pdf", "json", "csv", "sarif")
 EXIT_VERIFY_FAILED = 1
@@ -69,7 +69,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from scanner.cli import _Parser
+    from scanner.core.cli_parser import Parser
 
     s = sub.add_parser("report", help="write the graded report (HTML, PDF, JSON, CSV, SARIF), optionally signed")
     s.add_argument("scan_id", nargs="?", help="scan id (default: the latest)")
@@ -84,7 +84,7 @@ def register(sub: Any) -> None:
     s.set_defaults(func=cmd_report)
 
     keys = sub.add_parser("keys", help="report signing keys").add_subparsers(
-        dest="sub", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+        dest="sub", metavar="SUBCOMMAND", parser_class=Parser, required=True)
     s = keys.add_parser("generate", help="create an Ed25519 (and optionally SM2) key pair, passphrase-encrypted")
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--sm2", action="store_true", help="also create an SM2 key pair (ShangMi, SM3 digest)")

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scanner.output import csv_safe
+from scanner.core.output import csv_safe
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"

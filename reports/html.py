@@ -52,7 +52,7 @@ def environment() -> jinja2.Environment:
 def matrix_cells(doc: dict[str, Any]) -> dict[tuple[int, int], tuple[int, int]]:
     """(L bin, F bin) -> (open findings, their worst level): a cell holding a very high risk is drawn as such
     even where the cell centre alone would be one level lower."""
-    from scanner.grading import _half_up
+    from scanner.assess.grading import _half_up
 
     cells: dict[tuple[int, int], tuple[int, int]] = {}
     for f in doc["findings"]:

@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 from scanner import __version__
-from scanner.baseline import Profile, load_profile
-from scanner.errors import TcmscanError
-from scanner.evaluate import diff_findings
-from scanner.grading import ScanGrade, asset_value, grade_scan, model, threat
-from scanner.models import Finding
+from scanner.assess.baseline import Profile, load_profile
+from scanner.assess.evaluate import diff_findings
+from scanner.assess.grading import ScanGrade, asset_value, grade_scan, model, threat
+from scanner.core.errors import TcmscanError
+from scanner.core.models import Finding
 from scanner.store import Store
 
 SCHEMA_ID = "https://tcmscan.invalid/schema/report.schema.json"
@@ -50,7 +50,7 @@ def _vantage(scan: dict[str, Any]) -> str:
 
 
 def _finding_row(f: Finding, risk: dict[str, Any] | None) -> dict[str, Any]:
-    return {"fingerprint": f.fingerprint, "rule_id": f.rule_id, "check_id": f.check_id, "host": f.host,
+    return {"fingerprint": f.fingerprint, "rule_id": f.rule_id, "check_id": f.check_id, "host": f.address,
             "port": f.port, "severity": f.severity, "status": f.status, "area": f.area,
             "title": {"zh": f.title_zh, "en": f.title_en}, "clauses": dict(f.clauses), "evidence": f.evidence,
             "evidence_key": f.evidence_key, "remediation": dict(f.remediation), "basis": f.basis,
@@ -58,7 +58,7 @@ def _finding_row(f: Finding, risk: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _brief(f: Finding) -> dict[str, Any]:
-    return {"fingerprint": f.fingerprint, "rule_id": f.rule_id, "host": f.host, "port": f.port,
+    return {"fingerprint": f.fingerprint, "rule_id": f.rule_id, "host": f.address, "port": f.port,
             "severity": f.severity, "title": {"zh": f.title_zh, "en": f.title_en}}
 
 
@@ -148,7 +148,7 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
         "attempts": [{"check_id": t["check_id"], "host": t["address"], "port": t["port"], "status": t["status"],
                       "reason": t["reason"], "detail": t["detail"] or ""}
                      for t in attempts if t["status"] in ("error", "skipped", "pending")],
-        "rules": [{"rule_id": r.rule_id, "host": r.host, "reason": r.reason} for r in results
+        "rules": [{"rule_id": r.rule_id, "host": r.address, "reason": r.reason} for r in results
                   if r.status == "not_assessed"]}
 
     open_f = [f for f in findings if f.status == "open"]

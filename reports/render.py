@@ -10,7 +10,7 @@ from reports.formats import render_csv, render_json, render_sarif, validate_repo
 from reports.html import render_html
 from reports.model import build
 from reports.signing import BUNDLE_META, SigningKey, sign_bundle
-from scanner.errors import TcmscanError, UsageError
+from scanner.core.errors import TcmscanError, UsageError
 from scanner.store import Store
 
 FILE_NAMES = {"html": "report.html", "pdf": "report.pdf", "json": "report.json", "csv": "findings.csv",

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from scanner.errors import UsageError
+from scanner.core.errors import UsageError
 
 MANIFEST = "manifest.json"
 SIG_ED25519 = "manifest.sig"

@@ -58,7 +58,7 @@ def observations(db: Path, scan_id: str | None = None) -> list[dict[str, Any]]:
 def triples(found: list[dict[str, Any]], lab_status: dict[str, Any]) -> set[tuple[str, str, int | None]]:
     """Findings as (host name, rule, port), the shape of lab/expected-findings.yaml."""
     name = {h["address"]: h["name"] for h in lab_status["hosts"]}
-    return {(name.get(f["host"], f["host"]), f["rule_id"], f["port"]) for f in found}
+    return {(name.get(f["address"], f["address"]), f["rule_id"], f["port"]) for f in found}
 
 
 def expected(rule_prefixes: tuple[str, ...] = ("",), hosts: tuple[str, ...] | None = None

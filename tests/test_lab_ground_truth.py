@@ -32,7 +32,7 @@ def test_findings_equal_the_ground_truth(lab, lab_scan):
 def test_hardened_host_is_clean_and_fully_assessed(lab, lab_scan):
     db, scan_id, found = lab_scan
     hardened = next(h["address"] for h in lab["hosts"] if h["name"] == "hardened")
-    assert [f["rule_id"] for f in found if f["host"] == hardened] == []
+    assert [f["rule_id"] for f in found if f["address"] == hardened] == []
     attempts = json.loads(tcmscan("attempts", scan_id, "--format", "json", db=db, check=True).stdout)
     broken = [(a["check_id"], a["port"], a["reason"], a["detail"]) for a in attempts
               if a["address"] == hardened and a["status"] in ("error", "skipped")]

@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scanner.context import RunEnv
-from scanner.targets import build_target_set, in_scope
+from scanner.core.scope import in_scope
+from scanner.engine.targets import build_target_set
+from scanner.sdk.context import RunEnv
 from tests.checks.test_hl7_mllp import MllpPeer, attempt
 from tests.helpers import expected, scan, tcmscan, triples
 
@@ -248,7 +249,7 @@ def test_full_scan_of_loopback_devices_is_safe(tmp_path: Path) -> None:
             s.shutdown()
         peer.close()
     assert_safe(analyse(pcap, "127.0.0.1", devices), devices)
-    got = {(f["host"], f["rule_id"], f["port"]) for f in found if f["rule_id"].startswith("medical.")}
+    got = {(f["address"], f["rule_id"], f["port"]) for f in found if f["rule_id"].startswith("medical.")}
     assert got == {
         ("127.77.7.50", "medical.dicom.any-ae-title", 104), ("127.77.7.50", "medical.dicom.cfind-phi", 104),
         ("127.77.7.50", "medical.dicom.plaintext", 104),
@@ -286,8 +287,8 @@ def test_tls_sends_stay_paced_on_a_fragile_device(tmp_path):
     import ssl
     import time as _time
 
-    from scanner.context import CheckContext, PacedSSLSocket, RunEnv
-    from scanner.models import Asset, Service
+    from scanner.core.models import Asset, Service
+    from scanner.sdk.context import CheckContext, PacedSSLSocket, RunEnv
     from tests.loopback import start_tls
 
     server = start_tls(tmp_path, "127.77.9.9", 8443)

@@ -13,18 +13,16 @@ import posixpath
 import re
 from typing import Any
 
-from checks.backup import collect, parse
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from checks.backup import _collect as collect
+from checks.backup import _parse as parse
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 META = CheckMeta(
     id="backup.catalogue",
     version="1.0",
     title_zh="备份作业与备份集（只读）",
     title_en="Backup jobs and backup sets (read-only)",
-    scope="host",
+    granularity="host",
     classes=("server",),
     needs_credentials="ssh",
     timeout=240.0,
@@ -34,11 +32,11 @@ META = CheckMeta(
 
 
 def run(ctx: CheckContext) -> list[Observation]:
-    from scanner.ssh_session import host_session  # imported late: paramiko only when this check runs
+    from scanner.sdk.ssh_session import host_session
 
     session = host_session(ctx)
     sh = collect.session_shell(session.run)
-    data = catalogue(sh, ctx.knowledge["backup_tools"], own_addresses={ctx.host})
+    data = catalogue(sh, ctx.knowledge["backup_tools"], own_addresses={ctx.address})
     return [ctx.observation("backup-sets", data, port=None)]
 
 

@@ -13,17 +13,14 @@ import secrets
 import socket
 import ssl
 
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 META = CheckMeta(
     id="backup.http-files",
     version="1.0",
     title_zh="Web服务暴露的备份文件",
     title_en="Backup files served over HTTP",
-    scope="service",
+    granularity="service",
     services=("http", "https", "http-alt", "https-alt", "http-proxy"),
     ports=(80, 443, 8080, 8443),
     tls=True,
@@ -65,7 +62,7 @@ def head(ctx: CheckContext, path: str) -> dict | None:
             tctx = ssl.create_default_context()
             tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE  # we look for files, not judge certs
             sock = ctx.wrap_tls(sock, tctx)
-        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.host}\r\nUser-Agent: tcmscan\r\n"
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.address}\r\nUser-Agent: tcmscan\r\n"
                      "Connection: close\r\n\r\n".encode())
         raw = b""
         while b"\r\n\r\n" not in raw and len(raw) < MAX_HEAD:
@@ -93,7 +90,7 @@ def run(ctx: CheckContext) -> list[Observation]:
     paths = list(table["paths"])[: int(table.get("max_requests", 20)) - 1]
     baseline = head(ctx, f"/tcmscan-{secrets.token_hex(6)}.sql")
     if baseline is None:
-        raise CheckError("protocol", f"{ctx.host}:{ctx.port} gave no HTTP answer to HEAD")
+        raise CheckError("protocol", f"{ctx.address}:{ctx.port} gave no HTTP answer to HEAD")
     found = []
     for p in paths:
         r = head(ctx, p)

@@ -9,17 +9,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 META = CheckMeta(
     id="backup.nfs",
     version="1.0",
     title_zh="NFS 共享导出范围",
     title_en="NFS exports open to everyone",
-    scope="service",
+    granularity="service",
     services=("nfs",),
     ports=(2049,),
     timeout=30.0,
@@ -47,12 +44,12 @@ def run(ctx: CheckContext) -> list[Observation]:
         raise CheckError("unsupported", "showmount (Debian package nfs-common) is not installed on the scanner")
     ctx.allow()
     try:
-        p = subprocess.run([exe, "-e", "--no-headers", ctx.host], capture_output=True, text=True,
+        p = subprocess.run([exe, "-e", "--no-headers", ctx.address], capture_output=True, text=True,
                            timeout=min(20.0, ctx.remaining()))
     except subprocess.TimeoutExpired:
-        raise CheckError("timeout", f"showmount -e {ctx.host} did not answer") from None
+        raise CheckError("timeout", f"showmount -e {ctx.address} did not answer") from None
     if p.returncode != 0:
-        raise CheckError("connectivity", f"showmount -e {ctx.host}: {p.stderr.strip()[:200]}")
+        raise CheckError("connectivity", f"showmount -e {ctx.address}: {p.stderr.strip()[:200]}")
     exports = parse_showmount(p.stdout[:1048576])
     open_ = [e["path"] for e in exports if EVERYONE & set(e["clients"])]
     return [ctx.observation("nfs-exports", {"exports": exports, "open_exports": open_})]

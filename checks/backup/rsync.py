@@ -12,17 +12,14 @@ import re
 import socket
 import time
 
-from scanner.context import CheckContext
-from scanner.errors import CheckError, CheckNotApplicable
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from scanner.sdk import CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation
 
 META = CheckMeta(
     id="backup.rsync",
     version="1.0",
     title_zh="rsync 服务匿名模块列表",
     title_en="rsync daemon anonymous module listing",
-    scope="service",
+    granularity="service",
     services=("rsync",),
     ports=(873,),
     timeout=20.0,
@@ -102,9 +99,9 @@ def run(ctx: CheckContext) -> list[Observation]:
                 if line.startswith(("@RSYNCD: EXIT", "@ERROR")) or len(lines) > MAX_MODULES + 50:
                     break
         except TimeoutError:
-            raise CheckError("timeout", f"rsync daemon on {ctx.host}:{ctx.port} stopped answering") from None
+            raise CheckError("timeout", f"rsync daemon on {ctx.address}:{ctx.port} stopped answering") from None
         except OSError as e:
-            raise CheckError("connectivity", f"{ctx.host}:{ctx.port}: {e}") from None
+            raise CheckError("connectivity", f"{ctx.address}:{ctx.port}: {e}") from None
     finally:
         sock.close()
     # MOTD lines carry no tab; module lines are "name<TAB>comment" (or "name" padded to 15 + TAB)

@@ -17,18 +17,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from checks.creds import forms, logins, web
-from scanner.context import CheckContext
-from scanner.errors import CheckError, CheckNotApplicable
-from scanner.models import Asset, Observation, Service
-from scanner.plugins import CheckMeta
+from checks.creds import _forms as forms
+from checks.creds import _logins as logins
+from checks.creds import _web as web
+from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation, Service
 
 META = CheckMeta(
     id="creds.default",
     version="1.0",
     title_zh="默认口令登录",
     title_en="Vendor default credentials",
-    scope="service",
+    granularity="service",
     services=("ssh", "telnet", "ftp", "http", "https", "http-alt", "https-alt", "mysql", "postgresql"),
     ports=(21, 22, 23, 80, 443, 8080, 8443, 3306, 5432),
     intrusive=True,
@@ -71,7 +70,7 @@ def pairs(ctx: CheckContext, kind: str) -> list[dict[str, Any]]:
 def web_login(ctx: CheckContext, tls: bool) -> tuple[str, list[dict[str, Any]], Attempt, dict[str, Any]]:
     """One GET / decides how this console logs in: an HTTP Basic challenge, or an HTML login form (found on /
     or after at most two same-origin redirects). Returns (kind, pairs, attempt function, extra facts)."""
-    origin = web.Origin(ctx.host, ctx.port or (443 if tls else 80), tls, (ctx.asset.name or "",))
+    origin = web.Origin(ctx.address, ctx.port or (443 if tls else 80), tls, (ctx.asset.name or "",))
     first = web.request(ctx, origin, "GET", "/")
     if logins.basic_realm(first):
         kind = "https-basic" if tls else "http-basic"

@@ -12,21 +12,18 @@ from __future__ import annotations
 
 from pynetdicom.sop_class import Verification
 
-from checks.dicom.common import DICOM_PORTS, candidate_called_aes, finish, implementation, open_association
-from checks.dicom.common import applies as _applies
-from checks.services.versions import match as match_vulnerable
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Asset, Observation, Service
-from scanner.plugins import CheckMeta
-from scanner.probes import random_ae
+from checks.dicom._common import DICOM_PORTS, candidate_called_aes, finish, implementation, open_association
+from checks.dicom._common import applies as _applies
+from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, Observation, Service
+from scanner.sdk.probes import random_ae
+from scanner.sdk.versions import match_vulnerable
 
 META = CheckMeta(
     id="dicom.association",
     version="1.0",
     title_zh="DICOM关联访问控制与实现版本",
     title_en="DICOM association access control and implementation version",
-    scope="service",
+    granularity="service",
     services=("dicom",),
     ports=DICOM_PORTS,
     capabilities=("AUTH", "NAUT", "TXCF", "CSUP"),

@@ -15,20 +15,17 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as PatientRootFind
 
-from checks.dicom.common import DICOM_PORTS, candidate_called_aes, finish, open_association
-from checks.dicom.common import applies as _applies
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Asset, Observation, Service
-from scanner.plugins import CheckMeta
-from scanner.probes import random_ae
+from checks.dicom._common import DICOM_PORTS, candidate_called_aes, finish, open_association
+from checks.dicom._common import applies as _applies
+from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, Observation, Service
+from scanner.sdk.probes import random_ae
 
 META = CheckMeta(
     id="dicom.cfind",
     version="1.0",
     title_zh="DICOM未鉴别患者级C-FIND查询",
     title_en="Unauthenticated patient-level DICOM C-FIND",
-    scope="service",
+    granularity="service",
     services=("dicom",),
     ports=DICOM_PORTS,
     capabilities=("AUTH", "NAUT", "PAUT"),

@@ -13,18 +13,15 @@ import secrets
 import ssl
 import time
 
-from scanner.context import CheckContext
-from scanner.errors import CheckError, CheckNotApplicable
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
-from scanner.probes import ProbeError, harmless_message, mllp_frame, parse_hl7, read_mllp_frame
+from scanner.sdk import CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation
+from scanner.sdk.probes import ProbeError, harmless_message, mllp_frame, parse_hl7, read_mllp_frame
 
 META = CheckMeta(
     id="hl7.mllp",
     version="1.0",
     title_zh="HL7 v2 MLLP接口鉴别与传输加密",
     title_en="HL7 v2 MLLP listener authentication and transport encryption",
-    scope="service",
+    granularity="service",
     services=("hl7-mllp", "hl7"),
     ports=(2575,),
     capabilities=("NAUT", "AUTH", "TXCF", "TXIG"),

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
-from scanner.ssh_session import host_key_facts, host_session
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
+from scanner.sdk.ssh_session import host_key_facts, host_session
 
 META = CheckMeta(
     id="host.host-key",
     version="1.0",
     title_zh="SSH主机密钥固定（首次信任）",
     title_en="SSH host key pinning (trust on first use)",
-    scope="host",
+    granularity="host",
     classes=("server", "workstation", "unknown", "network-device"),
     intrusive=True,
     needs_credentials="ssh",
@@ -39,10 +36,10 @@ def run(ctx: CheckContext) -> list[Observation]:
     try:
         host_session(ctx)
     except CheckError:
-        facts = host_key_facts(ctx.env, ctx.host)
+        facts = host_key_facts(ctx.env, ctx.address)
         if facts is None:     # no handshake happened: nothing seen, nothing to say
             raise
-    facts = host_key_facts(ctx.env, ctx.host)
+    facts = host_key_facts(ctx.env, ctx.address)
     if facts is None:
         raise CheckError("protocol", "the SSH session opened without a recorded host key")
     return [ctx.observation("host-key", {

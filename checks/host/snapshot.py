@@ -13,19 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from checks.host import items
-from checks.host.collect import Collector
-from scanner.context import CheckContext
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
-from scanner.ssh_session import host_session
+from checks.host import _items as items
+from checks.host._collect import Collector
+from scanner.sdk import CheckContext, CheckMeta, Observation
+from scanner.sdk.ssh_session import host_session
 
 META = CheckMeta(
     id="host.snapshot",
     version="1.0",
     title_zh="主机配置快照（SSH认证）",
     title_en="Authenticated host snapshot over SSH",
-    scope="host",
+    granularity="host",
     classes=("server", "workstation", "unknown", "network-device"),
     intrusive=True,                 # it logs in: never on a fragile/medical asset in safe mode
     needs_credentials="ssh",

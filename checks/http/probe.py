@@ -17,7 +17,8 @@ import ssl
 import time
 from urllib.parse import urljoin, urlsplit
 
-from checks.http.wire import (
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
+from scanner.sdk.http_wire import (
     MAX_BODY,
     MAX_HEAD,
     HttpError,
@@ -29,17 +30,13 @@ from checks.http.wire import (
     parse_www_authenticate,
     recv_until,
 )
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
 
 META = CheckMeta(
     id="http.probe",
     version="1.0",
     title_zh="Web服务登录页面、HTTP认证与HSTS",
     title_en="Web endpoint: login pages, HTTP authentication, HSTS, HTTPS redirect",
-    scope="service",
+    granularity="service",
     services=("http", "https", "http-alt", "https-alt", "http-proxy"),
     ports=(80, 443, 8080, 8443),
     timeout=20.0,
@@ -65,17 +62,17 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
             try:
                 sock = ctx.wrap_tls(raw, lenient_tls_context())
             except TimeoutError:
-                raise CheckError("timeout", f"TLS handshake with {ctx.host}:{port} timed out") from None
+                raise CheckError("timeout", f"TLS handshake with {ctx.address}:{port} timed out") from None
             except (ssl.SSLError, OSError) as e:
-                raise CheckError("protocol", f"TLS handshake with {ctx.host}:{port} failed: {e}") from None
-        host = f"[{ctx.host}]" if ":" in ctx.host else ctx.host
+                raise CheckError("protocol", f"TLS handshake with {ctx.address}:{port} failed: {e}") from None
+        host = f"[{ctx.address}]" if ":" in ctx.address else ctx.address
         req = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tcmscan/1.0 (security assessment)\r\n"
                "Accept: text/html,*/*;q=0.8\r\nConnection: close\r\n\r\n")
         try:
             sock.settimeout(max(0.1, deadline - time.monotonic()))
             sock.sendall(req.encode("ascii", errors="replace"))
         except OSError as e:
-            raise CheckError("connectivity", f"send to {ctx.host}:{port} failed: {e}") from None
+            raise CheckError("connectivity", f"send to {ctx.address}:{port} failed: {e}") from None
         buf = bytearray()
         finished = recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
         end = buf.find(b"\r\n\r\n")
@@ -126,7 +123,7 @@ def _same_host_target(ctx: CheckContext, location: str) -> tuple[int, bool, str]
         port = u.port
     except ValueError:
         return None
-    if u.scheme not in ("http", "https") or (u.hostname or "").lower() not in (ctx.host.lower(),
+    if u.scheme not in ("http", "https") or (u.hostname or "").lower() not in (ctx.address.lower(),
                                                                                 (ctx.asset.name or "").lower()):
         return None
     tls = u.scheme == "https"

@@ -6,17 +6,14 @@ baseline's call (rules hardening.risky-port, crypto.cleartext.*, network.mgmt-in
 
 from __future__ import annotations
 
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 META = CheckMeta(
     id="ports.open",
     version="1.0",
     title_zh="开放端口与服务标识",
     title_en="Open ports and service banners",
-    scope="service",
+    granularity="service",
     proto="any",
     timeout=15.0,
     description="TCP connect to every TCP port discovery found open and reads up to 512 bytes the server sends "

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import ftplib
 
-from checks.services.ftp import close, ftp_session, try_login
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
+from scanner.sdk.ftp import close, ftp_session, try_login
 
 META = CheckMeta(
     id="services.ftp-anonymous",
     version="1.0",
     title_zh="FTP匿名登录",
     title_en="Anonymous FTP login",
-    scope="service",
+    granularity="service",
     services=("ftp",),
     ports=(21,),
     intrusive=True,

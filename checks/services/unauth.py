@@ -16,18 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from checks.services import wire
-from scanner.context import CheckContext
-from scanner.errors import CheckError, CheckNotApplicable
-from scanner.models import Asset, Observation, Service
-from scanner.plugins import CheckMeta
+from checks.services import _wire as wire
+from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation, Service
 
 META = CheckMeta(
     id="services.unauth",
     version="1.0",
     title_zh="数据库与缓存服务未授权访问",
     title_en="Databases and caches answering without authentication",
-    scope="service",
+    granularity="service",
     services=("redis", "mysql", "postgresql", "mongodb", "mongod", "memcache", "memcached"),
     ports=(6379, 3306, 5432, 27017, 11211),
     timeout=20.0,

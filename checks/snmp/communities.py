@@ -20,18 +20,15 @@ import socket
 import time
 from typing import Any
 
-from checks.snmp import wire
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from checks.snmp import _wire as wire
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 META = CheckMeta(
     id="snmp.communities",
     version="1.0",
     title_zh="SNMP团体名与读写权限",
     title_en="SNMP v1/v2c communities and write access",
-    scope="service",
+    granularity="service",
     proto="udp",
     services=("snmp",),
     ports=(161,),
@@ -58,9 +55,9 @@ class Agent:
 
     def __init__(self, ctx: CheckContext) -> None:
         self.ctx = ctx
-        family = socket.AF_INET6 if ":" in ctx.host else socket.AF_INET
+        family = socket.AF_INET6 if ":" in ctx.address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.addr = (ctx.host, ctx.port or 161)
+        self.addr = (ctx.address, ctx.port or 161)
         # connected: the kernel then reports ICMP port-unreachable (ECONNREFUSED) and filters other peers
         self.sock.connect(self.addr)
         self.next_id = int.from_bytes(os.urandom(3), "big")
@@ -70,7 +67,7 @@ class Agent:
         try:
             self.sock.send(payload)
         except ConnectionRefusedError:          # an earlier datagram drew ICMP port-unreachable
-            raise CheckError("connectivity", f"{self.ctx.host}:{self.addr[1]}/udp port unreachable") from None
+            raise CheckError("connectivity", f"{self.ctx.address}:{self.addr[1]}/udp port unreachable") from None
 
     def request_id(self) -> int:
         self.next_id = (self.next_id + 1) % 0x7FFFFFFF
@@ -86,7 +83,7 @@ class Agent:
             except TimeoutError:
                 break
             except ConnectionRefusedError:      # ICMP port unreachable: nothing listens
-                raise CheckError("connectivity", f"{self.ctx.host}:{self.addr[1]}/udp port unreachable") from None
+                raise CheckError("connectivity", f"{self.ctx.address}:{self.addr[1]}/udp port unreachable") from None
             try:
                 r = wire.decode(data)
             except wire.SnmpError:

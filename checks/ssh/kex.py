@@ -15,8 +15,8 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from checks.ssh import hostkey
-from checks.ssh.wire import (
+from checks.ssh import _hostkey as hostkey
+from checks.ssh._wire import (
     CLIENT_ID,
     MSG_KEXINIT,
     KexInit,
@@ -26,17 +26,14 @@ from checks.ssh.wire import (
     parse_kexinit,
     read_banner,
 )
-from scanner.context import CheckContext
-from scanner.errors import CheckError
-from scanner.models import Observation
-from scanner.plugins import CheckMeta
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 META = CheckMeta(
     id="ssh.kex",
     version="1.0",
     title_zh="SSH协议版本与密码算法",
     title_en="SSH protocol version, algorithms and host keys",
-    scope="service",
+    granularity="service",
     services=("ssh",),
     ports=(22,),
     timeout=20.0,

@@ -28,14 +28,12 @@ import ssl
 import threading
 import time
 
-from checks.tls import certinfo, starttls
-from checks.tls import probe as P
-from checks.tls.enumerate import Enumeration, enumerate_server
-from checks.tls.suites import VERSIONS
-from scanner.context import CheckContext
-from scanner.errors import CheckError, CheckNotApplicable
-from scanner.models import Asset, Observation, Service
-from scanner.plugins import CheckMeta
+from checks.tls import _certinfo as certinfo
+from checks.tls import _probe as P
+from checks.tls import _starttls as starttls
+from checks.tls._enumerate import Enumeration, enumerate_server
+from checks.tls._suites import VERSIONS
+from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation, Service
 
 DIRECT_SERVICES = ("https", "ssl", "dicom-tls", "ldaps", "imaps", "pop3s", "smtps", "ftps", "tls-shangmi")
 DIRECT_PORTS = (443, 2762, 8443, 636, 993, 995, 465)
@@ -45,7 +43,7 @@ META = CheckMeta(
     version="1.1",
     title_zh="TLS协议版本、密码套件、证书与国密支持",
     title_en="TLS protocol versions, cipher suites, certificate and ShangMi support",
-    scope="service",
+    granularity="service",
     services=DIRECT_SERVICES + starttls.services(),
     ports=DIRECT_PORTS + starttls.ports(),
     tls=True,
@@ -129,7 +127,7 @@ def _fetch_certificate_tls13(connect: P.Connect, sni: str) -> list[bytes]:
 def run(ctx: CheckContext) -> list[Observation]:
     svc = ctx.service
     assert svc is not None
-    where = f"{ctx.host}:{svc.port}"
+    where = f"{ctx.address}:{svc.port}"
     sni = _sni(ctx)
     timeout = min(float(ctx.options.get("tls_probe_timeout", PROBE_TIMEOUT)), ctx.remaining())
     parallel = 1 if ctx.safe_mode else max(1, int(ctx.options.get("tls_parallel", DEFAULT_PARALLEL)))
@@ -196,7 +194,7 @@ def run(ctx: CheckContext) -> list[Observation]:
         chain = _fetch_certificate_tls13(connect, sni)
     if chain:
         extra_ca = str(ctx.options.get("tls_ca_file") or os.environ.get("TCMSCAN_TLS_CA_FILE", ""))
-        names = [n for n in (sni, ctx.asset.name, ctx.host) if n]
+        names = [n for n in (sni, ctx.asset.name, ctx.address) if n]
         try:
             data["certificate"] = certinfo.analyse(chain, names=names, extra_ca=extra_ca)
             data["shangmi"]["sm2_certificate"] = data["certificate"]["sm2"]

@@ -105,7 +105,7 @@ def snmpd(procs: Procs, tmp: Path, address: str, port: int) -> None:
                 env={**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / "snmp-persist"), "MIBS": ""})
     # UDP has no connect: wait until the agent answers GETs promptly 10 times in a row (net-snmp stalls for
     # seconds after its first answers while it loads its caches)
-    from checks.snmp import wire
+    from checks.snmp import _wire as wire
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.3)
     quick = 0

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from checks.backup.catalogue import catalogue
-from scanner.baseline import knowledge, load_profile
-from scanner.evaluate import evaluate_scan
-from scanner.models import Asset, Observation
+from scanner.assess.baseline import load_profile
+from scanner.assess.evaluate import evaluate_scan
+from scanner.core.knowledge import knowledge
+from scanner.core.models import Asset, Observation
 from tests.checks.backup_helpers import backup_profile, local_shell
 
 pytestmark = pytest.mark.skipif(not (shutil.which("restic") and shutil.which("borg")),
@@ -136,7 +137,7 @@ def test_manifests_verified_and_mismatch(tmp_path):
 
 
 def test_manifest_too_large_is_not_verified(tmp_path, monkeypatch):
-    from checks.backup import collect
+    from checks.backup import _collect as collect
     monkeypatch.setattr(collect, "VERIFY_BUDGET", 3)
     d = tmp_path / "backup"
     d.mkdir()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks.backup import parse
+from checks.backup import _parse as parse
 from checks.backup.http_files import exposed, parse_head
 from checks.backup.nfs import parse_showmount
 from checks.backup.rsync import parse_listing

@@ -55,7 +55,7 @@ def rsyncd(tmp_path):
 def _scan(tmp_path: Path, port: int, check: str) -> set[tuple[str, str, int | None]]:
     _, found = scan(["127.0.0.1"], scope=["127.0.0.1"], db=tmp_path / "scan.db", checks=[check],
                     extra=["--ports", str(port), "--no-ping", "--profile", str(backup_profile(tmp_path))])
-    return {(f["host"], f["rule_id"], f["port"]) for f in found}
+    return {(f["address"], f["rule_id"], f["port"]) for f in found}
 
 
 def test_anonymous_listing_is_critical(rsyncd, tmp_path):

@@ -26,10 +26,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks.creds import default, forms, web
-from scanner.context import CheckContext, RunEnv
-from scanner.errors import CheckError
-from scanner.models import Asset, Service
+from checks.creds import _forms as forms
+from checks.creds import _web as web
+from checks.creds import default
+from scanner.core.models import Asset, Service
+from scanner.sdk.context import CheckContext, RunEnv
+from scanner.sdk.errors import CheckError
 from tests.checks import services_daemons as d
 from tests.helpers import observations, scan, tcmscan
 from tests.loopback import ScriptedServer
@@ -108,7 +110,7 @@ def result(tmp_path_factory):
 
 
 def test_findings_exact(result):
-    assert {(f["host"], f["rule_id"], f["port"]) for f in result["findings"]} == {
+    assert {(f["address"], f["rule_id"], f["port"]) for f in result["findings"]} == {
         (GOOD, "accounts.default-credentials", 80),
         (CSRF, "accounts.default-credentials", 80),
         (FRAGILE_YES, "medical.device.default-login", 80),
@@ -118,7 +120,7 @@ def test_findings_exact(result):
 
 
 def test_observations_exact(result):
-    got = {o["host"]: o["data"] for o in result["obs"] if o["check_id"] == "creds.default"}
+    got = {o["address"]: o["data"] for o in result["obs"] if o["check_id"] == "creds.default"}
     common = {"service": "http-form", "form": FORM_FACTS, "page": "/"}
     assert got[GOOD] == {**common, "accepted": True, "user": "admin", "entry": "form-admin-admin", "tried": 1,
                          "detail": "HTTP 302", "decision": ACCEPTED}

@@ -18,9 +18,9 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind, Verification
 
-from scanner.context import RunEnv
-from scanner.models import Asset, AttemptSpec, Service
-from scanner.runner import execute_attempt
+from scanner.core.models import Asset, AttemptSpec, Service
+from scanner.engine.runner import execute_attempt
+from scanner.sdk.context import RunEnv
 from tests.helpers import observations, scan
 
 OLD_DCMTK_UID = "1.2.276.0.7230010.3.0.3.6.2"
@@ -205,7 +205,7 @@ def test_scan_cli_medical_findings(tmp_path: Path) -> None:
     finally:
         a.shutdown()
         b.shutdown()
-    got = {(f["host"], f["rule_id"], f["port"]) for f in found}
+    got = {(f["address"], f["rule_id"], f["port"]) for f in found}
     assert got == {
         ("127.77.7.20", "medical.dicom.any-ae-title", 104), ("127.77.7.20", "medical.dicom.cfind-phi", 104),
         ("127.77.7.20", "medical.dicom.plaintext", 104),
@@ -224,7 +224,7 @@ def test_scan_cli_medical_findings(tmp_path: Path) -> None:
 
 
 def test_discovery_probe_identifies_dicom_and_mllp() -> None:
-    from scanner.probes import Identified, identify
+    from scanner.sdk.probes import Identified, identify
     from tests.checks.test_hl7_mllp import MllpPeer
 
     srv = start_scp("127.77.7.26", 40104, old_identity=True)

@@ -13,9 +13,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.context import RunEnv
-from scanner.models import Asset, AttemptSpec, Service
-from scanner.probes import (
+from scanner.core.models import Asset, AttemptSpec, Service
+from scanner.engine.runner import execute_attempt
+from scanner.sdk.context import RunEnv
+from scanner.sdk.probes import (
     ProbeError,
     harmless_message,
     mllp_frame,
@@ -24,7 +25,6 @@ from scanner.probes import (
     read_mllp_frame,
     read_pdu,
 )
-from scanner.runner import execute_attempt
 from tests.helpers import scan
 
 
@@ -161,7 +161,7 @@ def test_scan_cli_hl7_findings(tmp_path: Path) -> None:
                            inventory=str(inv))
     finally:
         peer.close()
-    assert {(f["host"], f["rule_id"], f["port"]) for f in found} == {
+    assert {(f["address"], f["rule_id"], f["port"]) for f in found} == {
         ("127.77.7.22", "medical.hl7.unauthenticated-ack", 2575), ("127.77.7.22", "medical.hl7.plaintext", 2575)}
 
 

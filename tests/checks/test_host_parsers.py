@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks.host import parse_accounts as pa
-from checks.host import parse_auth as pauth
-from checks.host import parse_logs as pl
-from checks.host import parse_sshd as ps
-from checks.host import parse_system as psys
-from checks.host.collect import Read, parse_files
-from scanner.baseline import knowledge
+from checks.host import _parse_accounts as pa
+from checks.host import _parse_auth as pauth
+from checks.host import _parse_logs as pl
+from checks.host import _parse_sshd as ps
+from checks.host import _parse_system as psys
+from checks.host._collect import Read, parse_files
+from scanner.core.knowledge import knowledge
 
 ROOT = Path(__file__).resolve().parents[2]
 HIS = ROOT / "lab/hosts/his/etc"
@@ -120,6 +120,7 @@ def test_sshd_t_real_output_of_lab_configs(host, tmp_path):
     lines = [line for line in cfg.read_text().splitlines() if not line.startswith(("HostKey ", "RequiredRSASize"))]
     test_cfg = tmp_path / "sshd_config"
     test_cfg.write_text("\n".join(keys + lines) + "\n")
+    Path("/run/sshd").mkdir(exist_ok=True)   # sshd -T insists on its privilege-separation directory
     out = subprocess.run(["/usr/sbin/sshd", "-T", "-f", str(test_cfg)], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0, out.stderr
     opts = ps.parse_sshd_t(out.stdout)

@@ -10,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from checks.http import probe
-from checks.http.wire import (
+from scanner.core.models import Asset, Service
+from scanner.sdk.context import CheckContext, RunEnv
+from scanner.sdk.errors import CheckError
+from scanner.sdk.http_wire import (
     MAX_BODY,
     HttpError,
     dechunk,
@@ -19,9 +22,6 @@ from checks.http.wire import (
     parse_hsts,
     parse_www_authenticate,
 )
-from scanner.context import CheckContext, RunEnv
-from scanner.errors import CheckError
-from scanner.models import Asset, Service
 from tests.loopback import ScriptedServer
 
 

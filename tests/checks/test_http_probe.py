@@ -86,20 +86,20 @@ def http_scan(nginx, tmp_path_factory):
     db = tmp_path_factory.mktemp("httpscan") / "scan.db"
     scan_id, found = scan(HOSTS, scope=["127.44.4.0/24"], db=db, checks=["http"],
                           extra=["--no-ping", "--ports", "8080"])
-    obs = {(o["host"], o["port"]): o["data"] for o in observations(db, scan_id) if o["check_id"] == "http.probe"}
+    obs = {(o["address"], o["port"]): o["data"] for o in observations(db, scan_id) if o["check_id"] == "http.probe"}
     return found, obs
 
 
 def test_findings_exact(http_scan):
     found, _ = http_scan
-    assert {(f["host"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
+    assert {(f["address"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
         ("127.44.4.23", "crypto.cleartext.http-admin", 80, "high"),     # Basic auth over plain HTTP
         ("127.44.4.61", "crypto.cleartext.http-admin", 8080, "high"),   # password form after a redirect
         ("127.44.4.10", "crypto.tls.no-hsts", 443, "medium"),           # legacy TLS, no HSTS
         ("127.44.4.40", "crypto.tls.no-hsts", 443, "medium"),           # portal, no HSTS
         ("127.44.4.51", "crypto.tls.no-hsts", 443, "medium"),           # HSTS max-age 600 < 180 days
     }
-    ev = {(f["host"], f["rule_id"]): f["evidence"] for f in found}
+    ev = {(f["address"], f["rule_id"]): f["evidence"] for f in found}
     assert ev[("127.44.4.23", "crypto.cleartext.http-admin")] == {
         "url": "http://127.44.4.23/", "status": 401, "auth": ["Basic realm=Infusion Pump Console"],
         "password_form": False, "redirect": ""}

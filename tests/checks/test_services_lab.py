@@ -51,7 +51,7 @@ def test_lab_findings_exact(lab, lab_result):
 
 def test_lab_observations(lab_result):
     a = lab_result["addr"]
-    obs = {(o["host"], o["check_id"], o["port"]): o["data"] for o in lab_result["obs"]}
+    obs = {(o["address"], o["check_id"], o["port"]): o["data"] for o in lab_result["obs"]}
     snmp = obs[(a["core-switch"], "snmp.communities", 161)]
     assert [(c["name"], c["access"]) for c in snmp["communities"]] == [("private", "rw"), ("public", "ro")]
     assert snmp["sys_descr"] == "TCM-Lab CoreSwitch S5700-LAB (fake), firmware V200R005"

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks.creds.logins import strip_iac
-from checks.services import versions, wire
-from scanner.baseline import knowledge
+from checks.creds._logins import strip_iac
+from checks.services import _wire as wire
+from scanner.core.knowledge import knowledge
+from scanner.sdk import versions
 
 GARBAGE = settings(max_examples=300, deadline=300)
 
@@ -86,7 +87,7 @@ def test_version_ordering_and_dpkg():
     ("DCMTK", "3.6.2", ["CVE-2022-2119", "CVE-2022-2120", "CVE-2022-2121"], []),
 ])
 def test_vulnerable_version_table(product, version, cves, suppressed):
-    m = versions.match(knowledge()["vulnerable_versions"], product, version)
+    m = versions.match_vulnerable(knowledge()["vulnerable_versions"], product, version)
     assert sorted(x["cve"] for x in m["matches"]) == cves
     assert [x["cve"] for x in m["suppressed"]] == suppressed
     assert all(x["confidence"] == "low" and "confidence low" in x["note"] for x in m["matches"])
@@ -111,5 +112,5 @@ def test_service_parsers_garbage(data):
 @GARBAGE
 @given(st.text(max_size=80), st.text(max_size=80))
 def test_version_match_garbage(product, version):
-    versions.match(knowledge()["vulnerable_versions"], product, version)
+    versions.match_vulnerable(knowledge()["vulnerable_versions"], product, version)
     versions.dpkg_cmp(version, "1:9.2p1-2+deb12u3")

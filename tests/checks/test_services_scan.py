@@ -67,7 +67,7 @@ def result(tmp_path_factory):
 
 
 def _triples(found):
-    return {(f["host"], f["rule_id"], f["port"]) for f in found if f["rule_id"] in MINE}
+    return {(f["address"], f["rule_id"], f["port"]) for f in found if f["rule_id"] in MINE}
 
 
 def test_findings_exact(result):
@@ -90,7 +90,7 @@ def test_unauth_observations(result):
     redis_version = re.search(r"v=(\S+)", subprocess.run(["redis-server", "--version"], capture_output=True,
                                                          text=True).stdout).group(1)
     memcached_version = subprocess.run(["memcached", "-V"], capture_output=True, text=True).stdout.split()[1]
-    got = {(o["host"], o["port"]): (o["data"]["service"], o["data"]["requires_auth"], o["data"]["version"])
+    got = {(o["address"], o["port"]): (o["data"]["service"], o["data"]["requires_auth"], o["data"]["version"])
            for o in result["obs"] if o["check_id"] == "services.unauth"}
     assert got[(A, REDIS_OPEN)] == ("redis", False, redis_version)
     assert got[(A, REDIS_AUTH)] == ("redis", True, "")
@@ -101,7 +101,7 @@ def test_unauth_observations(result):
 
 
 def test_default_login_observations_never_hold_the_password(result):
-    got = {(o["host"], o["port"]): o["data"] for o in result["obs"] if o["check_id"] == "creds.default"}
+    got = {(o["address"], o["port"]): o["data"] for o in result["obs"] if o["check_id"] == "creds.default"}
     assert got[(A, FTP_USERS)] == {"service": "ftp", "accepted": True, "user": "admin", "entry": "ftp-admin-admin",
                                    "tried": 1, "detail": got[(A, FTP_USERS)]["detail"]}
     assert got[(A, HTTP_BASIC)]["entry"] == "http-admin-admin" and got[(A, HTTP_BASIC)]["tried"] == 1

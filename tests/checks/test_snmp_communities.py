@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks.snmp import communities, wire
-from scanner.context import CheckContext, RunEnv
-from scanner.errors import CheckError
-from scanner.models import Asset, Service
+from checks.snmp import _wire as wire
+from checks.snmp import communities
+from scanner.core.models import Asset, Service
+from scanner.sdk.context import CheckContext, RunEnv
+from scanner.sdk.errors import CheckError
 from tests.checks import services_daemons as d
 
 HOST, PORT = "127.0.5.21", 16161

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checks.ssh import kex as sshkex
-from checks.ssh.wire import (
+from checks.ssh._wire import (
     Buf,
     Reader,
     WireError,
@@ -25,9 +25,9 @@ from checks.ssh.wire import (
     read_banner,
     read_packet,
 )
-from scanner.context import CheckContext, RunEnv
-from scanner.errors import CheckError
-from scanner.models import Asset, Service
+from scanner.core.models import Asset, Service
+from scanner.sdk.context import CheckContext, RunEnv
+from scanner.sdk.errors import CheckError
 from tests.loopback import ScriptedServer
 
 NAMES = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-@.", min_size=1, max_size=30), max_size=8)
@@ -177,9 +177,9 @@ def test_ssh1_server_is_reported_as_protocol_1():
 
 def test_protocol_1_rule():
     """crypto.ssh.protocol-1 fires on 1.5 and 1.99 banners and not on 2.0 (rule evaluation on real observations)."""
-    from scanner.baseline import load_profile
-    from scanner.evaluate import evaluate_scan
-    from scanner.models import Observation
+    from scanner.assess.baseline import load_profile
+    from scanner.assess.evaluate import evaluate_scan
+    from scanner.core.models import Observation
 
     profile = load_profile("tcm-2024-l3")
     assets, attempts, obs = [], [], []
@@ -191,5 +191,5 @@ def test_protocol_1_rule():
             "banner": f"SSH-{proto}-x", "protocol": proto, "software": "x", "kex": [], "host_key": [], "ciphers": [],
             "macs": [], "compression": [], "host_keys": []}))
     found, _ = evaluate_scan(profile, assets, attempts, obs)
-    assert {(f.host, f.rule_id) for f in found} == {("127.44.6.40", "crypto.ssh.protocol-1"),
+    assert {(f.address, f.rule_id) for f in found} == {("127.44.6.40", "crypto.ssh.protocol-1"),
                                                    ("127.44.6.41", "crypto.ssh.protocol-1")}

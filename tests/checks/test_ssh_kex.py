@@ -93,7 +93,7 @@ def sshds(tmp_path_factory):
 def ssh_scan(sshds, tmp_path_factory):
     db = tmp_path_factory.mktemp("sshscan") / "scan.db"
     scan_id, found = scan(list(CONFIGS), scope=["127.44.5.0/24"], db=db, checks=["ssh"], extra=["--no-ping"])
-    return sshds, found, {o["host"]: o for o in observations(db, scan_id) if o["check_id"] == "ssh.kex"}, db
+    return sshds, found, {o["address"]: o for o in observations(db, scan_id) if o["check_id"] == "ssh.kex"}, db
 
 
 def test_observations_are_the_servers_lists_in_order(ssh_scan):
@@ -129,7 +129,7 @@ def test_observations_are_the_servers_lists_in_order(ssh_scan):
 
 def test_findings_exact(ssh_scan):
     _, found, _, _ = ssh_scan
-    assert {(f["host"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
+    assert {(f["address"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
         ("127.44.5.2", "crypto.ssh.weak-kex", 22, "high"),
         ("127.44.5.2", "crypto.ssh.weak-cipher", 22, "high"),
         ("127.44.5.2", "crypto.ssh.weak-mac", 22, "high"),
@@ -137,7 +137,7 @@ def test_findings_exact(ssh_scan):
         ("127.44.5.10", "crypto.ssh.weak-kex", 22, "high"),
         ("127.44.5.10", "crypto.ssh.discouraged-cipher", 22, "medium"),
     }
-    ev = {(f["host"], f["rule_id"]): f["evidence"] for f in found}
+    ev = {(f["address"], f["rule_id"]): f["evidence"] for f in found}
     assert ev[("127.44.5.2", "crypto.ssh.weak-host-key")]["fail"] == ["ssh-rsa"]
     assert ev[("127.44.5.2", "crypto.ssh.weak-host-key")]["small_keys"] == ["ssh-rsa 1024"]
     assert ev[("127.44.5.2", "crypto.ssh.weak-mac")]["fail"] == ["hmac-md5", "hmac-sha1-96", "hmac-sha1"]
@@ -152,11 +152,11 @@ def test_verdicts_per_rule(ssh_scan):
 
     _, found, _, db = ssh_scan
     scan_id = json.loads(tcmscan("scans", "--format", "json", db=db, check=True).stdout)[0]["id"]
-    results = {(r.host, r.rule_id): r.status for r in Store(db).rule_results(scan_id)
+    results = {(r.address, r.rule_id): r.status for r in Store(db).rule_results(scan_id)
                if r.rule_id.startswith("crypto.ssh.")}
     assert {r for _, r in results} == {"crypto.ssh.protocol-1", *(f"crypto.ssh.{w}-{x}" for w in ("weak", "discouraged")
                                                                   for x in ("kex", "cipher", "mac", "host-key"))}
     assert {h for h, _ in results} == set(CONFIGS)
-    failed = {(f["host"], f["rule_id"]) for f in found}
+    failed = {(f["address"], f["rule_id"]) for f in found}
     for key, status in results.items():
         assert status == ("failed" if key in failed else "passed"), key

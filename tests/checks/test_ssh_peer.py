@@ -22,8 +22,8 @@ import subprocess
 import pytest
 
 from checks.ssh import kex as sshkex
-from scanner.context import CheckContext, RunEnv
-from scanner.models import Asset, Service
+from scanner.core.models import Asset, Service
+from scanner.sdk.context import CheckContext, RunEnv
 from tests.checks.test_ssh_kex import CONFIGS, SSHD, start_sshd
 from tests.loopback import wildcard_ports
 

@@ -11,8 +11,8 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checks.tls import probe as P
-from checks.tls.suites import tables
+from checks.tls import _probe as P
+from checks.tls._suites import tables
 from tests.checks.tls_support import LOOP, Misbehaving, attempt
 
 FAST = {"tls_probe_timeout": 1.0}

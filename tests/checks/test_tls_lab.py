@@ -39,7 +39,7 @@ def test_lab_tls_findings_equal_ground_truth(lab, lab_scan) -> None:
 @pytest.mark.lab
 def test_lab_tls_observations(lab, lab_host, lab_scan) -> None:
     _found, obs = lab_scan
-    by_host = {o["host"]: o["data"] for o in obs if o["check_id"] == "tls.scan" and o["port"] == 443}
+    by_host = {o["address"]: o["data"] for o in obs if o["check_id"] == "tls.scan" and o["port"] == 443}
     his = by_host[lab_host("his")]
     assert {v: sorted(s) for v, s in his["versions"].items()} == {
         "SSLv2": [], "SSLv3": [], "TLSv1.2": [], "TLSv1.3": [],

@@ -22,7 +22,7 @@ import subprocess
 
 import pytest
 
-from checks.tls.enumerate import enumerate_server
+from checks.tls._enumerate import enumerate_server
 from tests.checks.tls_support import LOOP, make_pki, s_server, sslyze_versions
 
 pytest.importorskip("sslyze", reason="sslyze (PyPI) is the peer for this proof")

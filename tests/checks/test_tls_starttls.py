@@ -11,7 +11,7 @@ import os
 import pytest
 
 from checks.tls.scan import applies, starttls_protocol
-from scanner.models import Asset, Service
+from scanner.core.models import Asset, Service
 from tests.checks.starttls_support import (
     DOVECOT_VERSIONS,
     FTP_VERSIONS,
@@ -71,7 +71,7 @@ def cli_scan(servers, pki, tmp_path_factory):
         scan_id, found = scan(addrs, scope=[f"{NET}.0/24"], db=db, checks=["tls"], inventory=str(inv), extra=extra)
     finally:
         del os.environ["TCMSCAN_TLS_CA_FILE"]
-    obs = {(o["host"], o["port"]): o for o in observations(db, scan_id) if o["check_id"] == "tls.scan"}
+    obs = {(o["address"], o["port"]): o for o in observations(db, scan_id) if o["check_id"] == "tls.scan"}
     return found, obs
 
 
@@ -109,7 +109,7 @@ def test_no_starttls_is_an_observation_not_an_error(cli_scan, servers) -> None:
 
 def test_findings_exact(cli_scan, servers) -> None:
     found, _obs = cli_scan
-    got = {(f["host"], f["rule_id"], f["port"]) for f in found}
+    got = {(f["address"], f["rule_id"], f["port"]) for f in found}
     s = servers
     assert got == {
         (*s["smtp"][:1], "crypto.tls.legacy-protocol", s["smtp"][1]),      # TLS 1.0/1.1 after STARTTLS
@@ -159,9 +159,9 @@ def test_smtp_equals_sslyze_starttls(servers) -> None:
 
 
 def _attempt(address: str, port: int, name: str, **kw):
-    from scanner.context import RunEnv
-    from scanner.models import AttemptSpec
-    from scanner.runner import execute_attempt
+    from scanner.core.models import AttemptSpec
+    from scanner.engine.runner import execute_attempt
+    from scanner.sdk.context import RunEnv
 
     asset = Asset(address=address, name=name, cls="server", zone="server", services=[Service(port=port, name=name)])
     spec = AttemptSpec(scan_id="t", check_id="tls.scan", asset=asset.to_dict(), port=port, timeout=30.0,
@@ -210,4 +210,4 @@ def test_lab_pump_ftp_offers_no_starttls(lab, lab_host, tmp_path) -> None:
            if o["check_id"] == "tls.scan"]
     assert obs == [(21, "starttls", {"starttls": {"protocol": "ftp", "offered": False,
                                                   "reply": "AUTH TLS refused: 530 Please login with USER and PASS."}})]
-    assert {(f["host"], f["rule_id"], f["port"]) for f in found} == {(pump, "crypto.cleartext.no-starttls", 21)}
+    assert {(f["address"], f["rule_id"], f["port"]) for f in found} == {(pump, "crypto.cleartext.no-starttls", 21)}

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from checks.tls import starttls
-from scanner.context import RunEnv
-from scanner.errors import CheckError
-from scanner.models import Asset, AttemptResult, AttemptSpec, Service
-from scanner.runner import execute_attempt
+from checks.tls import _starttls as starttls
+from scanner.core.models import Asset, AttemptResult, AttemptSpec, Service
+from scanner.engine.runner import execute_attempt
+from scanner.sdk.context import RunEnv
+from scanner.sdk.errors import CheckError
 
 ADDRESS = "127.55.1.1"
 FAST = {"tls_probe_timeout": 1.0}

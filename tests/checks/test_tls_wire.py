@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checks.tls import certinfo, wire
-from checks.tls.suites import tables
+from checks.tls import _certinfo as certinfo
+from checks.tls import _wire as wire
+from checks.tls._suites import tables
 from tests.checks.tls_support import load_sm_responder, make_pki
 
 PARSERS = [

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from scanner.context import RunEnv
-from scanner.models import Asset, AttemptResult, AttemptSpec, Service
-from scanner.runner import execute_attempt
+from scanner.core.models import Asset, AttemptResult, AttemptSpec, Service
+from scanner.engine.runner import execute_attempt
+from scanner.sdk.context import RunEnv
 from tests.helpers import ROOT
 from tests.loopback import wait_port
 

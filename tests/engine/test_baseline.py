@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.baseline import DEFAULT_PROFILE, load_profile
-from scanner.errors import UsageError
+from scanner.assess.baseline import DEFAULT_PROFILE, load_profile
+from scanner.core.errors import UsageError
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

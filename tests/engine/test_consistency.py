@@ -4,8 +4,9 @@ from pathlib import Path
 
 import yaml
 
-from scanner.baseline import knowledge, load_profile
-from scanner.plugins import load_registry
+from scanner.assess.baseline import load_profile
+from scanner.core.knowledge import knowledge
+from scanner.engine.plugins import load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 

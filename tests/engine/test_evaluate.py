@@ -1,6 +1,6 @@
-from scanner.baseline import Waiver, load_profile
-from scanner.evaluate import diff_findings, evaluate_scan, fingerprint
-from scanner.models import Asset, Observation, Service
+from scanner.assess.baseline import Waiver, load_profile
+from scanner.assess.evaluate import diff_findings, evaluate_scan, fingerprint
+from scanner.core.models import Asset, Observation, Service
 
 NOW = "2026-11-21T00:00:00+00:00"
 
@@ -20,7 +20,7 @@ def attempt(host, port, status="completed", reason="", detail=""):
 
 
 def verdicts(results, host):
-    return {r.rule_id: r.status for r in results if r.host == host}
+    return {r.rule_id: r.status for r in results if r.address == host}
 
 
 def test_observations_become_exact_findings_with_stable_fingerprints():
@@ -88,7 +88,7 @@ def test_diff_new_fixed_persisting_waived_and_not_reassessed():
         [svc_obs(a.address, 8080, "http"), svc_obs(c.address, 23, "telnet")],
         waivers=[Waiver("hardening.risky-port", "10.0.0.7", "o", "r", "2099-01-01")], now=NOW)
     d = diff_findings(old, new, results)
-    got = {k: sorted((f.host, f.rule_id) for f in v) for k, v in d.items()}
+    got = {k: sorted((f.address, f.rule_id) for f in v) for k, v in d.items()}
     assert got == {
         "new": [("10.0.0.7", "crypto.cleartext.telnet")],
         "waived": [("10.0.0.7", "hardening.risky-port")],

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.expr import ExprError, compile_expr, evaluate
+from scanner.assess.expr import ExprError, compile_expr, evaluate
 
 
 def test_rule_expressions_read_data_params_and_knowledge():

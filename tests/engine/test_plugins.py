@@ -10,7 +10,7 @@ HOSPITAL_CHECK = '''
 from scanner.plugins import CheckMeta
 
 META = CheckMeta(id="hospital.hello", version="0.1", title_zh="本院自定义检查", title_en="Hospital's own check",
-                 scope="service", ports=(7777,))
+                 granularity="service", ports=(7777,))
 
 
 def run(ctx):

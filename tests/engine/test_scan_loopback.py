@@ -36,7 +36,7 @@ def test_scan_of_real_loopback_services_gives_exact_findings(services, tmp_path)
     scan_id, found = scan(["127.0.0.22"], scope=["127.0.0.22/32"], db=db, checks=["ports"])
     foreign |= wildcard_ports()   # a wildcard listener of another process on this machine is not ours to assert
     found = [f for f in found if f["port"] not in foreign]
-    assert {(f["host"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
+    assert {(f["address"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
         ("127.0.0.22", "crypto.cleartext.telnet", 23, "high"),
         ("127.0.0.22", "hardening.risky-port", 23, "medium"),
         ("127.0.0.22", "hardening.risky-port", 6379, "medium"),
@@ -47,7 +47,7 @@ def test_scan_of_real_loopback_services_gives_exact_findings(services, tmp_path)
     assert obs[23]["name"] == "telnet" and obs[23]["banner"] == "\\xff\\xfb\\x01\\xff\\xfb\\x03login:"
     assert obs[443]["tunnel"] == "ssl" or obs[443]["name"] in ("https", "ssl")
     f = next(f for f in found if f["rule_id"] == "crypto.cleartext.telnet")
-    assert set(f) >= {"fingerprint", "rule_id", "check_id", "host", "port", "severity", "title_zh", "title_en",
+    assert set(f) >= {"fingerprint", "rule_id", "check_id", "address", "port", "severity", "title_zh", "title_en",
                       "clauses", "evidence"}
     assert f["title_zh"] == "使用明文Telnet进行远程管理" and f["check_id"] == "ports.open"
     # every attempt is recorded, with its status
@@ -156,8 +156,8 @@ def test_sigkill_mid_scan_then_resume_equals_an_uninterrupted_scan(tmp_path):
 def test_discovery_names_a_service_by_its_banner_where_nmap_could_not():
     """A server nmap -sV left unnamed (slow under load, or an unusual port) is named by what it says first,
     so the checks for that service apply; a silent one keeps nmap's name."""
-    from scanner.discovery import hospital_ports, identify_medical
-    from scanner.models import Service
+    from scanner.core.models import Service
+    from scanner.engine.discovery import hospital_ports, identify_medical
 
     talk = Listener("127.0.0.33", 40021, b"220 archive FTP server ready\r\n", hold=3.0)
     quiet = Listener("127.0.0.33", 40022, None, hold=3.0)

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from scanner.errors import ScanFailed, UsageError
-from scanner.models import AttemptResult, Observation
+from scanner.core.errors import ScanFailed, UsageError
+from scanner.core.models import AttemptResult, Observation
 from scanner.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 

@@ -1,7 +1,8 @@
 import pytest
 
-from scanner.errors import UsageError
-from scanner.targets import build_target_set, expand_target, in_scope
+from scanner.core.errors import UsageError
+from scanner.core.scope import in_scope
+from scanner.engine.targets import build_target_set, expand_target
 
 
 def test_address_cidr_range_and_name_expand():

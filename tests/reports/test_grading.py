@@ -8,7 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.grading import (
+from scanner.assess.grading import (
     area_compliance,
     asset_value,
     compute_risk,
@@ -18,12 +18,12 @@ from scanner.grading import (
     threat,
     vulnerability,
 )
-from scanner.models import Asset, Finding, RuleResult
+from scanner.core.models import Asset, Finding, RuleResult
 
 
 def finding(rule: str = "crypto.cleartext.telnet", host: str = "10.0.0.1", severity: str = "high",
             status: str = "open", evidence: dict | None = None, fp: str = "a" * 24) -> Finding:
-    return Finding(fingerprint=fp, rule_id=rule, check_id="ports.open", host=host, port=23, severity=severity,
+    return Finding(fingerprint=fp, rule_id=rule, check_id="ports.open", address=host, port=23, severity=severity,
                    area=rule.split(".")[0], title_zh="t", title_en="t", clauses={}, evidence=evidence or {},
                    evidence_key="", remediation={"zh": "r", "en": "r"}, status=status,
                    waiver={"owner": "o", "reason": "r", "expires": "2099-01-01"} if status == "waived" else None)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from reports.formats import validate_report, validate_sarif
-from scanner.models import AttemptResult, Finding
-from scanner.scan import evaluate_stored
+from scanner.core.models import AttemptResult, Finding
+from scanner.engine.scan import evaluate_stored
 from scanner.store import Store
 from tests.helpers import tcmscan
 from tests.reports.conftest import HOSTILE_NAME, STORED_BANNER, copy_db
@@ -230,7 +230,7 @@ def test_not_assessed_and_overlong_evidence(hostile_scans, tmp_path):
     # re-evaluation turns a rule reading the failed check into 'not assessed', never 'passed'
     store.db["attempts"].update(f"{s2}|ports.open|{address}|21/tcp", {"status": "error", "reason": "timeout"})
     store.db.execute("DELETE FROM observations WHERE attempt_id = ?", [f"{s2}|ports.open|{address}|21/tcp"])
-    from scanner.baseline import load_profile
+    from scanner.assess.baseline import load_profile
 
     evaluate_stored(s2, store, load_profile())
     verdicts = {(r.rule_id, r.status) for r in store.rule_results(s2)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.jobrun import JobLock
+from scanner.schedule.run import JobLock
 from tests.helpers import ROOT, tcmscan
 from tests.loopback import Listener
 from tests.schedule.servers import HangingServer, WebhookReceiver, stop_listener
@@ -108,8 +108,8 @@ def test_two_runs_diff_notify_sign_prune(tmp_path):
         assert triples("fixed") == {("crypto.cleartext.telnet", 23), ("hardening.risky-port", 23)}
         doc = rx.requests[1]["json"]
         assert (doc["scan_id"], doc["previous_scan_id"]) == (second, first)
-        assert {(f["rule_id"], f["host"], f["port"]) for f in doc["new"]} == {("crypto.cleartext.ftp", HOST, 21)}
-        assert {(f["rule_id"], f["host"], f["port"]) for f in doc["fixed"]} == {("crypto.cleartext.telnet", HOST, 23)}
+        assert {(f["rule_id"], f["address"], f["port"]) for f in doc["new"]} == {("crypto.cleartext.ftp", HOST, 21)}
+        assert {(f["rule_id"], f["address"], f["port"]) for f in doc["fixed"]} == {("crypto.cleartext.telnet", HOST, 23)}
         bundle = tmp_path / f"state/reports/loop/{second}/en"
         assert f"Signed report: {bundle}" in doc["text_en"]
         v = tcmscan("verify", str(bundle), "--pubkey", str(tmp_path / "keys/tcmscan-signing-key.pub.pem"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.errors import UsageError
-from scanner.jobs import load_config
+from scanner.core.errors import UsageError
+from scanner.schedule.jobs import load_config
 from tests.helpers import ROOT, tcmscan
 
 GOOD = """

@@ -136,21 +136,21 @@ def test_job_twice_against_the_lab(lab, lab_host, tmp_path):
         assert prev == first and statuses == {first: "pruned", second: "done"}
         diff = json.loads(summary)
         name = {pump: "pump", portal: "portal"}
-        got = {k: {(name[f["host"]], f["rule_id"], f["port"]) for f in diff[k]} for k in ("new", "fixed")}
+        got = {k: {(name[f["address"]], f["rule_id"], f["port"]) for f in diff[k]} for k in ("new", "fixed")}
         assert got == {"new": {("pump", "crypto.cleartext.rlogin", 514), ("pump", "hardening.risky-port", 514)},
                        "fixed": {("portal", "crypto.cleartext.rlogin", 513), ("portal", "hardening.risky-port", 513)}}
         assert diff["not_reassessed"] == []
 
         # notifications: first run announced the portal plant (>= high) and the lab's own high/critical findings
         assert len(hook.requests) == 2
-        first_new = {(name[f["host"]], f["rule_id"], f["port"]) for f in hook.requests[0]["json"]["new"]}
+        first_new = {(name[f["address"]], f["rule_id"], f["port"]) for f in hook.requests[0]["json"]["new"]}
         assert ("portal", "crypto.cleartext.rlogin", 513) in first_new
         doc = hook.requests[1]["json"]
         assert hook.requests[1]["headers"]["X-Token"] == "lab-header-token"
         assert (doc["scan_id"], doc["previous_scan_id"], doc["status"]) == (second, first, "done")
-        assert {(name[f["host"]], f["rule_id"], f["port"]) for f in doc["new"]} == \
+        assert {(name[f["address"]], f["rule_id"], f["port"]) for f in doc["new"]} == \
             {("pump", "crypto.cleartext.rlogin", 514)}
-        assert {(name[f["host"]], f["rule_id"], f["port"]) for f in doc["fixed"]} == \
+        assert {(name[f["address"]], f["rule_id"], f["port"]) for f in doc["fixed"]} == \
             {("portal", "crypto.cleartext.rlogin", 513)}
         zh_dir, en_dir = (tmp_path / f"state/reports/lab-two/{second}/{lang}" for lang in ("zh", "en"))
         assert doc["report"] == {"dirs": [str(zh_dir), str(en_dir)], "signed": True, "status": "ok"}

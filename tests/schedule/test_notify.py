@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from scanner.jobs import Email, NotifyConfig, Syslog, Webhook
-from scanner.models import Finding
-from scanner.notify import Change, deliver, redact_url, select_changes
+from scanner.core.models import Finding
+from scanner.schedule.jobs import Email, NotifyConfig, Syslog, Webhook
+from scanner.schedule.notify import Change, deliver, redact_url, select_changes
 from tests.schedule.servers import (
     LOOP,
     HangingServer,
@@ -26,7 +26,7 @@ SECRET = "S3cret-admin-pw"
 
 
 def finding(rule: str, host: str, port: int | None, severity: str) -> Finding:
-    return Finding(fingerprint=f"fp-{rule}-{host}-{port}", rule_id=rule, check_id="ports.open", host=host, port=port,
+    return Finding(fingerprint=f"fp-{rule}-{host}-{port}", rule_id=rule, check_id="ports.open", address=host, port=port,
                    severity=severity, area=rule.split(".")[0], title_zh=f"中文标题 {rule}", title_en=f"Title {rule}",
                    clauses={}, evidence={"password": SECRET}, evidence_key="",
                    remediation={"zh": "修复", "en": "fix"})
@@ -68,10 +68,10 @@ def test_webhook_gets_json_with_changes_and_report_but_no_evidence():
         doc = req["json"]
         assert (doc["job"], doc["scan_id"], doc["previous_scan_id"], doc["status"]) == \
             ("nightly", "s20250101-020000-abcd", "s20241231-020000-0123", "done")
-        assert [(f["rule_id"], f["host"], f["port"], f["severity"]) for f in doc["new"]] == \
+        assert [(f["rule_id"], f["address"], f["port"], f["severity"]) for f in doc["new"]] == \
             [("crypto.cleartext.telnet", "10.77.0.40", 23, "high"),
              ("medical.device.cleartext-service", "10.77.0.23", 514, "critical")]
-        assert [(f["rule_id"], f["host"], f["port"]) for f in doc["fixed"]] == [("crypto.cleartext.ftp", "10.77.0.23", 21)]
+        assert [(f["rule_id"], f["address"], f["port"]) for f in doc["fixed"]] == [("crypto.cleartext.ftp", "10.77.0.23", 21)]
         assert doc["report"] == {"dirs": ["/var/lib/tcmscan/reports/nightly/s20250101-020000-abcd/zh"],
                                  "signed": True, "status": "ok"}
         assert "新增问题（高危及以上）: 2" in doc["text_zh"] and "已修复问题（高危及以上）: 1" in doc["text_zh"]

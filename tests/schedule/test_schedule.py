@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner.schedule import (
+from scanner.schedule.timers import (
     CronError,
     cron_d_file,
     cron_line,

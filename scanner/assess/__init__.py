@@ -1,0 +1,1 @@
+"""Judging stored facts: baseline profiles and rules, the expression language, evaluation, grading."""

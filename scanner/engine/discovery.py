@@ -1,0 +1,264 @@
+"""Live hosts (scapy ARP / ICMP / TCP ping, or TCP connect without raw sockets), then ports and services
+(nmap via python-nmap). Fragile assets only ever get TCP connects to known ports at a low rate."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import shutil
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scanner.core.errors import ScanFailed
+from scanner.core.knowledge import knowledge
+from scanner.core.models import Service
+
+NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")
+PING_PORTS = (22, 80, 443, 445, 3389, 104, 2575)
+
+
+@dataclass
+class HostFacts:
+    address: str
+    alive: bool
+    how: str = ""                    # arp | icmp | tcp-syn | tcp-connect | loopback | inventory
+    mac: str = ""
+    services: list[Service] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def privileged() -> bool:
+    """Raw sockets need CAP_NET_RAW (root has it unless dropped); without them we fall back to connect scans."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+        return True
+    except OSError:
+        return False
+
+
+def nmap_binary() -> str:
+    path = shutil.which("nmap")
+    if not path:
+        raise ScanFailed("nmap is not installed (apt-get install nmap)")
+    return path
+
+
+@functools.cache
+def top_tcp_ports(n: int = 1000) -> list[int]:
+    """nmap's own top-N TCP ports, read from its frequency table (what --top-ports uses)."""
+    ranked: list[tuple[float, int]] = []
+    try:
+        for line in NMAP_SERVICES.read_text(encoding="latin-1").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1].endswith("/tcp") and not line.startswith("#"):
+                ranked.append((float(parts[2]), int(parts[1].split("/")[0])))
+    except OSError:
+        return []
+    return [p for _, p in sorted(ranked, reverse=True)[:n]]
+
+
+def hospital_ports() -> dict[str, list[int]]:
+    k = knowledge()["hospital_ports"]
+    return {"tcp": list(k["tcp"]), "udp": list(k["udp"]), "no_version_probe": list(k["no_version_probe"])}
+
+
+def _is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
+def _connect_ping(address: str, timeout: float = 1.0) -> bool:
+    for port in PING_PORTS:
+        try:
+            with socket.create_connection((address, port), timeout=timeout):
+                return True
+        except ConnectionRefusedError:
+            return True          # a RST is an answer: the host is there
+        except OSError:
+            continue
+    return False
+
+
+def find_live_hosts(addresses: list[str], *, raw: bool, timeout: float = 2.0,
+                    log: Callable[[str], None] = lambda _m: None) -> dict[str, HostFacts]:
+    facts = {a: HostFacts(a, False) for a in addresses}
+    for a in addresses:
+        if _is_loopback(a):
+            facts[a].alive, facts[a].how = True, "loopback"
+    rest = [a for a in addresses if not facts[a].alive]
+    if not rest:
+        return facts
+    if raw:
+        try:
+            _scapy_sweep(rest, facts, timeout, log)
+        except OSError as e:
+            log(f"raw-socket sweep failed ({e}): falling back to TCP connect ping")
+            raw = False
+    if not raw:
+        rest = [a for a in rest if not facts[a].alive]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            for a, alive in zip(rest, pool.map(_connect_ping, rest), strict=True):
+                if alive:
+                    facts[a].alive, facts[a].how = True, "tcp-connect"
+        # The kernel learnt on-link MACs during those connects: the do-not-touch MAC list needs them.
+        macs = neighbour_macs()
+        for a in rest:
+            if facts[a].alive and not facts[a].mac:
+                facts[a].mac = macs.get(a, "")
+    return facts
+
+
+def neighbour_macs(path: str = "/proc/net/arp") -> dict[str, str]:
+    """IPv4 address -> MAC from the kernel's neighbour table (no packet sent)."""
+    out: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text().splitlines()[1:]
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 4 and parts[3] != "00:00:00:00:00:00":
+            out[parts[0]] = parts[3].lower()
+    return out
+
+
+def _scapy_sweep(addresses: list[str], facts: dict[str, HostFacts], timeout: float,
+                 log: Callable[[str], None]) -> None:
+    import logging
+
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+    from scapy.all import ARP, ICMP, IP, TCP, Ether, conf, get_if_addr, sr, srp  # noqa: PLC0415
+
+    conf.verb = 0
+    v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4]
+    local: dict[str, list[str]] = {}
+    for a in v4:
+        iface, _src, gw = conf.route.route(a)
+        if gw == "0.0.0.0" and iface and get_if_addr(iface) != "0.0.0.0":
+            local.setdefault(str(iface), []).append(a)
+    for iface, addrs in local.items():
+        answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=addrs), iface=iface, timeout=timeout, retry=1)
+        for _snd, rcv in answered:
+            f = facts.get(rcv.psrc)
+            if f:
+                f.alive, f.how, f.mac = True, "arp", rcv.hwsrc
+    # On a local segment ARP is authoritative (ICMP would need ARP too, one slow resolution per dead
+    # address); ICMP echo and TCP SYN ping go only to routed addresses.
+    on_segment = {a for addrs in local.values() for a in addrs}
+    others = [a for a in v4 if not facts[a].alive and a not in on_segment]
+    if others:
+        answered, _ = sr(IP(dst=others) / ICMP(), timeout=timeout, retry=0)
+        answered2, _ = sr(IP(dst=others) / TCP(dport=[22, 80, 443], flags="S"), timeout=timeout, retry=0)
+        for _snd, rcv in [*answered, *answered2]:
+            f = facts.get(rcv.src)
+            if f and not f.alive:
+                f.alive, f.how = True, "icmp" if rcv.haslayer(ICMP) else "tcp-syn"
+    for a in addresses:
+        if ipaddress.ip_address(a).version == 6 and not facts[a].alive and _connect_ping(a):
+            facts[a].alive, facts[a].how = True, "tcp-connect"
+
+
+def _nmap_scan(address: str, args: str) -> dict:
+    import nmap  # python-nmap
+
+    scanner = nmap.PortScanner(nmap_search_path=(nmap_binary(),))
+    try:
+        result = scanner.scan(hosts=address, arguments=args, sudo=False)
+    except nmap.PortScannerError as e:
+        raise ScanFailed(f"nmap failed on {address}: {str(e).strip().splitlines()[-1][:200]}") from None
+    host = result.get("scan", {}).get(address, {})
+    # python-nmap drops the service's tunnel attribute ("ssl"): read it from nmap's XML
+    for proto, port, tunnel in _tunnels(scanner.get_nmap_last_output()):
+        if port in host.get(proto, {}):
+            host[proto][port]["tunnel"] = tunnel
+    return host
+
+
+def _tunnels(xml: str | bytes) -> list[tuple[str, int, str]]:
+    import xml.etree.ElementTree as ET  # noqa: N817 - nmap's own, trusted output
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    out = []
+    for port in root.iter("port"):
+        svc = port.find("service")
+        if svc is not None and svc.get("tunnel"):
+            out.append((port.get("protocol", "tcp"), int(port.get("portid", "0")), svc.get("tunnel", "")))
+    return out
+
+
+def _services_from(host: dict, names: dict[int, str]) -> list[Service]:
+    out = []
+    for proto in ("tcp", "udp"):
+        for port, p in sorted(host.get(proto, {}).items()):
+            if p.get("state") not in ("open", "open|filtered") or (proto == "tcp" and p["state"] != "open"):
+                continue
+            if proto == "udp" and p["state"] != "open":
+                continue
+            name = p.get("name", "") or names.get(int(port), "")
+            if int(port) in names and name in ("", "unknown", "tcpwrapped") or (
+                    int(port) in names and p.get("product", "") == ""):
+                name = names.get(int(port), name)
+            out.append(Service(port=int(port), proto=proto, name=name, product=p.get("product", ""),
+                               version=p.get("version", ""), extrainfo=p.get("extrainfo", ""),
+                               tunnel=p.get("tunnel", ""), source="nmap"))
+    return out
+
+
+def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int] | None = None) -> list[Service]:
+    """Open ports and services of one host. Two passes: find open ports fast, then -sV on those that
+    are not DICOM/HL7 (nmap's probes take minutes there; our own checks identify them)."""
+    hp = hospital_ports()
+    names = {int(k): v for k, v in knowledge()["hospital_ports"].get("names", {}).items()}
+    if fragile:
+        # Safe mode: connect scans only, one probe at a time at <= 10 packets/s, known ports only, no -sV.
+        # --scan-delay 110ms, not 100: nmap's timer runs a few ms early (measured 98 ms spacing).
+        ports = ",".join(map(str, sorted(set(hp["tcp"]) | set(extra_tcp or []))))
+        host = _nmap_scan(address, f"-sT -Pn -n --max-rate 10 --max-parallelism 1 --scan-delay 110ms "
+                                   f"--max-retries 1 -p T:{ports}")
+        return _services_from(host, names)
+    tcp = sorted(set(top_tcp_ports()) | set(hp["tcp"]) | set(extra_tcp or []))
+    ports = "T:" + ",".join(map(str, tcp))
+    kind = "-sS" if raw else "-sT"
+    if raw and ipaddress.ip_address(address).version == 4 and not _is_loopback(address):
+        kind += " -sU"
+        ports += ",U:" + ",".join(map(str, hp["udp"]))
+    host = _nmap_scan(address, f"{kind} -Pn -n -T4 --max-retries 1 --host-timeout 300s -p {ports}")
+    services = _services_from(host, names)
+    probe = [s.port for s in services if s.proto == "tcp" and s.port not in hp["no_version_probe"]]
+    if probe:
+        v = _nmap_scan(address, f"-sT -sV --version-light -Pn -n -T4 --host-timeout 300s -p T:"
+                                f"{','.join(map(str, probe))}")
+        by_port = {(s.port, s.proto): s for s in _services_from(v, names)}
+        services = [by_port.get((s.port, s.proto), s) for s in services]
+    return identify_medical(address, services, hp["no_version_probe"])
+
+
+UNIDENTIFIED = ("", "unknown", "tcpwrapped")
+MAX_PROBED_PORTS = 8       # each costs up to two short connections
+
+
+def identify_medical(address: str, services: list[Service], no_version_probe: list[int]) -> list[Service]:
+    """Our own DICOM/MLLP probes (scanner/probes.py) where nmap was not asked or could not tell.
+    Not for fragile assets: their checks speak to them once, that is enough traffic."""
+    from scanner.sdk.probes import identify, identify_banner
+
+    signatures = knowledge().get("banner_signatures", {}).get("signatures", [])
+    todo = [s for s in services if s.proto == "tcp" and (s.port in no_version_probe or s.name in UNIDENTIFIED
+                                                          or (s.source == "nmap" and not s.product))]
+    for s in todo[:MAX_PROBED_PORTS]:
+        found = None
+        if s.port not in no_version_probe and (s.name in UNIDENTIFIED or not s.product):
+            # a server that talks first names itself (nmap -sV can miss a slow one)
+            found = identify_banner(address, s.port, signatures)
+            if found is None and s.name not in UNIDENTIFIED:
+                continue      # nmap's name stands; DICOM/MLLP probes only where nothing is known
+        found = found or identify(address, s.port, expected=s.name)
+        if found:
+            s.name, s.product, s.version, s.extrainfo, s.source = (found.name, found.product, found.version,
+                                                                    found.extrainfo, "probe")
+    return services

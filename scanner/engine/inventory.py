@@ -1,0 +1,97 @@
+"""The hospital's asset inventory (YAML): role, owner, zone, criticality; feeds classification and grading."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scanner.core.errors import UsageError
+from scanner.core.vocab import ASSET_CLASSES
+
+ZONES = ("internet", "dmz", "user", "server", "management", "clinical")
+# Roles whose data or function is core to care (the spec's tertiary core systems) or patient-connected.
+ROLE_CLASS = {
+    "his": "server", "emr": "server", "lis": "server", "ris": "server", "database": "server",
+    "pacs": "medical-device", "modality": "medical-device", "hl7-engine": "medical-device",
+    "infusion-pump": "medical-device", "patient-monitor": "medical-device", "medical-device": "medical-device",
+    "network-device": "network-device", "switch": "network-device", "router": "network-device",
+    "firewall": "network-device", "workstation": "workstation", "portal": "server",
+    "backup-server": "server", "server": "server",
+}
+
+
+@dataclass
+class InventoryEntry:
+    address: str
+    name: str = ""
+    role: str = ""
+    cls: str = ""
+    owner: str = ""
+    zone: str = ""
+    criticality: int = 0
+    fragile: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Inventory:
+    entries: dict[str, InventoryEntry] = field(default_factory=dict)
+    path: str = ""
+
+    def get(self, address: str) -> InventoryEntry | None:
+        return self.entries.get(address)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {a: {"name": e.name, "role": e.role, "class": e.cls, "owner": e.owner, "zone": e.zone,
+                    "criticality": e.criticality, "fragile": e.fragile, **e.extra}
+                for a, e in self.entries.items()}
+
+
+def _entry(raw: Any, where: str) -> InventoryEntry:
+    if not isinstance(raw, dict) or "address" not in raw:
+        raise UsageError(f"{where}: each asset needs an 'address'")
+    raw = dict(raw)
+    try:
+        address = str(ipaddress.ip_address(str(raw.pop("address"))))
+    except ValueError:
+        raise UsageError(f"{where}: not an IP address") from None
+    cls = str(raw.pop("class", "") or "")
+    if cls and cls not in ASSET_CLASSES:
+        raise UsageError(f"{where}: class must be one of {', '.join(ASSET_CLASSES)}, not {cls!r}")
+    zone = str(raw.pop("zone", "") or "")
+    if zone and zone not in ZONES:
+        raise UsageError(f"{where}: zone must be one of {', '.join(ZONES)}, not {zone!r}")
+    crit = raw.pop("criticality", 0) or 0
+    if not isinstance(crit, int) or not 0 <= crit <= 5:
+        raise UsageError(f"{where}: criticality must be an integer 1-5")
+    fragile = raw.pop("fragile", None)
+    return InventoryEntry(address=address, name=str(raw.pop("name", "") or ""), role=str(raw.pop("role", "") or ""),
+                          cls=cls, owner=str(raw.pop("owner", "") or ""), zone=zone, criticality=crit,
+                          fragile=None if fragile is None else bool(fragile), extra=raw)
+
+
+def load_inventory(path: str | None) -> Inventory:
+    if not path:
+        return Inventory()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read inventory {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"inventory {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("assets"), list):
+        raise UsageError(f"inventory {path}: expected a mapping with a list 'assets'")
+    inv = Inventory(path=str(p))
+    for i, item in enumerate(raw["assets"]):
+        e = _entry(item, f"inventory {path}: asset #{i + 1}")
+        inv.entries[e.address] = e
+    return inv
+
+
+def class_for_role(role: str) -> str:
+    return ROLE_CLASS.get(role.lower(), "")

@@ -1,0 +1,1 @@
+"""Scheduled jobs: the job file, systemd timers or cron lines, `tcmscan run JOB`, notifications."""

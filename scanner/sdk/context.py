@@ -1,0 +1,270 @@
+"""What a check may use while it runs: the target, a guarded socket factory, credentials, pacing.
+
+Every connection a check opens goes through `CheckContext.connect` (or `allow()` first when a library
+opens its own socket): the scope is checked again there, safe-mode pacing applied, and a device that
+stops answering is taken out of the scan.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanner.core.knowledge import knowledge
+from scanner.core.models import Asset, Observation, Service
+from scanner.core.scope import in_scope
+from scanner.sdk.credentials import Credential, CredentialStore
+from scanner.sdk.errors import CheckError
+
+SAFE_MODE_PACKETS_PER_SECOND = 10.0   # BASELINES.md "Safe scanning" (proposed)
+STOP_AFTER_SILENT_TRIES = 3           # a fragile device that fails this many connections in a row is left alone
+SLOWDOWN_FACTOR = 4.0                 # response time this many times the first seen: back off
+
+
+class HostGuard:
+    """Per-host pacing and health, shared by every attempt on that host (thread-safe)."""
+
+    def __init__(self, address: str, rate: float | None) -> None:
+        self.address = address
+        self.interval = 1.0 / rate if rate else 0.0
+        self._lock = threading.Lock()
+        # The first paced packet also waits one interval: discovery's last probe to this device may have
+        # left a moment ago, and the ceiling holds across the hand-over.
+        self._next = time.monotonic() + self.interval
+        self.silent = 0              # failed exchanges in a row (connects and application answers)
+        self.app_silent = 0          # of which: connected, then the application did not answer
+        self.first_rtt: float | None = None
+        self.baseline: dict[str, float] = {}   # first response time per kind (connect, dicom, hl7, ...)
+        self.stopped_reason = ""
+        self.events: list[str] = []
+
+    def pace(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            # 1% margin: timer jitter must never let a capture see rate+1 packets in one second
+            self._next = max(now, self._next) + self.interval * 1.01
+        if wait > 0:
+            time.sleep(wait)
+
+    def record(self, ok: bool, rtt: float | None = None, kind: str = "connect", why: str = "") -> None:
+        """One exchange with the device: `ok` False when it did not answer (connect or read timed out).
+
+        Response times are compared per `kind` (a TCP handshake and a DICOM association take different
+        times), so a device whose answers slow to SLOWDOWN_FACTOR times the first one gets half our rate.
+        """
+        with self._lock:
+            if not ok:
+                self.silent += 1
+                if kind != "connect":
+                    self.app_silent += 1
+                if self.interval and self.silent >= STOP_AFTER_SILENT_TRIES and not self.stopped_reason:
+                    self.stopped_reason = (f"stopped answering after {self.silent} failed exchanges"
+                                           + (f" (last: {why})" if why else "") + ": not probed further")
+                    self.events.append(self.stopped_reason)
+                return
+            # A TCP handshake from a device whose application went silent is no sign of recovery.
+            if kind != "connect" or not self.app_silent:
+                self.silent = 0
+            if kind != "connect":
+                self.app_silent = 0
+            if rtt is None:
+                return
+            first = self.baseline.get(kind)
+            if first is None:
+                self.baseline[kind] = max(rtt, 0.001)
+                if kind == "connect":
+                    self.first_rtt = self.baseline[kind]
+            elif self.interval and rtt > SLOWDOWN_FACTOR * first and rtt > 0.05:
+                self.interval *= 2   # the device slows: halve our rate
+                self.baseline[kind] = rtt   # the next halving needs a further slowdown, not the same one
+                self.events.append(f"{kind} response time {rtt * 1000:.0f} ms (first {first * 1000:.0f} ms): "
+                                   f"rate halved to {1 / self.interval:.2f}/s")
+
+
+class _PacedSends:
+    """Safe-mode sending for a socket class: every send waits for the device's pace, and close() ends the
+    connection at once. Mixed into the plain and the TLS socket so both behave alike."""
+
+    guard: HostGuard | None = None
+    SEGMENT = 1400      # below a typical MSS: one paced send is one segment
+
+    def send(self, data, flags: int = 0) -> int:
+        if self.guard is not None:
+            self.guard.pace()
+        return super().send(bytes(data)[:self.SEGMENT], flags)  # type: ignore[misc]
+
+    def sendall(self, data, flags: int = 0) -> None:
+        view = memoryview(bytes(data))
+        while view:
+            n = self.send(view, flags)
+            view = view[n:]
+
+    def close(self) -> None:
+        # Whoever closes (a check, or a library such as paramiko from its own thread), the connection ends
+        # now: a plain close() is deferred while another thread is blocked in recv on this socket, and the
+        # device would briefly see two of our connections at once.
+        try:
+            self.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+        except (OSError, ValueError):
+            pass
+        super().close()  # type: ignore[misc]
+
+
+class PacedSocket(_PacedSends, socket.socket):
+    """A TCP socket whose every send waits for the device's pace (safe mode): the SYN is paced by
+    `CheckContext.allow`, payload segments here, so at most `rate` scanner-initiated packets per second."""
+
+
+class PacedSSLSocket(_PacedSends, ssl.SSLSocket):
+    """TLS over a paced connection: application data sends wait for the device's pace too."""
+
+
+@dataclass
+class RunEnv:
+    """Live objects a worker needs; rebuilt on each worker from the scan's stored settings."""
+
+    scope: list[str]
+    exclude: list[str] = field(default_factory=list)
+    credentials: CredentialStore = field(default_factory=CredentialStore)
+    known_hosts: Path | None = None
+    vantage: str = "user"
+    guards: dict[str, HostGuard] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def guard(self, address: str, fragile: bool) -> HostGuard:
+        with self._lock:
+            g = self.guards.get(address)
+            if g is None:
+                g = self.guards[address] = HostGuard(address, SAFE_MODE_PACKETS_PER_SECOND if fragile else None)
+            return g
+
+
+class CheckContext:
+    def __init__(self, *, asset: Asset, service: Service | None, check_id: str, env: RunEnv, timeout: float,
+                 safe_mode: bool, options: dict[str, Any] | None = None) -> None:
+        self.asset = asset
+        self.service = service
+        self.port = service.port if service else None
+        self.check_id = check_id
+        self.env = env
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.safe_mode = safe_mode
+        self.options = options or {}
+        self.guard = env.guard(asset.address, safe_mode)
+        self._sockets: list[socket.socket] = []
+
+    @property
+    def address(self) -> str:
+        return self.asset.address
+
+    @property
+    def knowledge(self) -> dict[str, Any]:
+        return knowledge()
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise CheckError("timeout", f"attempt exceeded its {self.timeout:.0f} s budget")
+        return left
+
+    def allow(self, address: str | None = None) -> None:
+        """Call before any packet a library sends on our behalf: scope, device health, pacing."""
+        address = address or self.address
+        if not in_scope(address, self.env.scope, self.env.exclude):
+            # Never reached through normal planning: a check asked for an address outside the scope.
+            raise RuntimeError(f"refused: {address} is outside the scan scope")
+        if self.guard.stopped_reason:
+            raise CheckError("device-stopped", self.guard.stopped_reason)
+        self.guard.pace()
+
+    def connect(self, port: int | None = None, timeout: float | None = None, *, keep: bool = False
+                ) -> socket.socket:
+        """A TCP connection to the asset, with the scope re-checked and safe-mode pacing applied.
+
+        The runner closes it when the attempt ends (so no connection outlives its attempt: one connection
+        at a time per fragile device holds on the wire); `keep=True` only for a session shared across
+        attempts (the SSH host session), which its owner closes."""
+        port = port if port is not None else self.port
+        if port is None:
+            raise ValueError("connect() needs a port for host-level checks")
+        self.allow()
+        t = min(timeout or self.remaining(), self.remaining())
+        start = time.monotonic()
+        try:
+            sock = self._open(port, t)
+        except TimeoutError:
+            self.guard.record(False, why=f"connect to port {port} timed out")
+            raise CheckError("timeout", f"no answer from {self.address}:{port} within {t:.1f} s") from None
+        except OSError as e:
+            self.guard.record(False, why=f"connect to port {port}: {e.strerror or e}")
+            raise CheckError("connectivity", f"{self.address}:{port}: {e.strerror or e}") from None
+        self.guard.record(True, time.monotonic() - start)
+        sock.settimeout(min(t, self.remaining()))
+        if not keep:
+            self._sockets.append(sock)
+        return sock
+
+    def wrap_tls(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None = None
+                 ) -> ssl.SSLSocket:
+        """TLS on a connection from `connect`. On a fragile device the handshake's first flight waits for the
+        pace and later sends stay paced (wrapping a socket otherwise sheds PacedSocket's pacing)."""
+        if not isinstance(sock, PacedSocket):
+            return context.wrap_socket(sock, server_hostname=server_hostname)
+        context.sslsocket_class = PacedSSLSocket
+        self.guard.pace()
+        tls = context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+        tls.guard = self.guard
+        tls.do_handshake()
+        self._sockets.append(tls)
+        return tls
+
+    def close_all(self) -> None:
+        """Close every connection this attempt opened and did not keep (called by the runner)."""
+        for sock in self._sockets:
+            # shutdown first: close() alone is deferred while another thread (a library's reader, e.g.
+            # paramiko's transport) is blocked in recv on the socket, and the FIN would trail the next attempt
+            for step in (lambda s=sock: s.shutdown(socket.SHUT_RDWR), sock.close):
+                try:
+                    step()
+                except OSError:
+                    pass
+        self._sockets.clear()
+
+    def _open(self, port: int, timeout: float) -> socket.socket:
+        if not self.guard.interval:
+            return socket.create_connection((self.address, port), timeout=timeout)
+        # Safe mode: the same connection, as a socket that paces its sends.
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        sock = PacedSocket(family, socket.SOCK_STREAM)
+        sock.guard = self.guard
+        try:
+            sock.settimeout(timeout)
+            sock.connect((self.address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def note_response(self, seconds: float, kind: str) -> None:
+        """A check reports how long the device took to answer at the application level (back-off input)."""
+        self.guard.record(True, seconds, kind=kind)
+
+    def note_silence(self, why: str) -> None:
+        """The device accepted the connection but then did not answer: counts towards stopping."""
+        self.guard.record(False, kind="app", why=why)
+
+    def credential(self, type_: str) -> Credential | None:
+        return self.env.credentials.find(self.address, type_)
+
+    def observation(self, key: str, data: dict[str, Any], port: int | None | str = "service") -> Observation:
+        return Observation(check_id=self.check_id, address=self.address, port=self.port if port == "service" else port,
+                           key=key, data=data)

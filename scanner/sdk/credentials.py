@@ -1,0 +1,97 @@
+"""Credentials for authenticated checks. Held in memory only: never written to the database, logs or reports."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scanner.core.errors import UsageError
+
+CREDENTIAL_TYPES = ("ssh", "snmp", "http", "db")
+
+
+@dataclass(repr=False)
+class Credential:
+    match: str
+    type: str
+    user: str = ""
+    password: str | None = None
+    key_file: str | None = None      # neither key_file nor password: the keys of ssh-agent ($SSH_AUTH_SOCK)
+    port: int | None = None
+    sudo: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # a credential printed by accident must not leak its secret
+        return f"Credential(match={self.match!r}, type={self.type!r}, user={self.user!r}, secret=***)"
+
+    def matches(self, address: str) -> bool:
+        if self.match == "*":
+            return True
+        try:
+            return ipaddress.ip_address(address) in ipaddress.ip_network(self.match, strict=False)
+        except ValueError:
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        """What may be stored or shown about a credential: never the secret."""
+        method = "key" if self.key_file else "password" if self.password is not None else "agent"
+        return {"type": self.type, "user": self.user, "method": method}
+
+
+@dataclass
+class CredentialStore:
+    items: list[Credential] = field(default_factory=list)
+
+    def find(self, address: str, type_: str) -> Credential | None:
+        # most specific match wins: a host entry beats a CIDR beats "*"
+        best: tuple[int, Credential] | None = None
+        for c in self.items:
+            if c.type != type_ or not c.matches(address):
+                continue
+            prefix = -1 if c.match == "*" else ipaddress.ip_network(c.match, strict=False).prefixlen
+            if best is None or prefix > best[0]:
+                best = (prefix, c)
+        return best[1] if best else None
+
+
+def load_credentials(path: str | None) -> CredentialStore:
+    if not path:
+        return CredentialStore()
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read credentials file {path}: {e.strerror}") from None
+    except yaml.YAMLError:
+        # the message could quote a secret: say only where
+        raise UsageError(f"credentials file {path} is not valid YAML") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("credentials"), list):
+        raise UsageError(f"credentials file {path}: expected a mapping with a list 'credentials'")
+    store = CredentialStore()
+    for i, item in enumerate(raw["credentials"]):
+        where = f"credentials file {path}: entry #{i + 1}"
+        if not isinstance(item, dict):
+            raise UsageError(f"{where}: not a mapping")
+        item = dict(item)
+        match = str(item.pop("match", ""))
+        if match != "*":
+            try:
+                ipaddress.ip_network(match, strict=False)
+            except ValueError:
+                raise UsageError(f"{where}: 'match' must be an address, a CIDR or '*'") from None
+        type_ = str(item.pop("type", "ssh"))
+        if type_ not in CREDENTIAL_TYPES:
+            raise UsageError(f"{where}: type must be one of {', '.join(CREDENTIAL_TYPES)}")
+        key_file = item.pop("key_file", None)
+        if key_file and not Path(key_file).is_file():
+            raise UsageError(f"{where}: key file {key_file} does not exist")
+        port = item.pop("port", None)
+        store.items.append(Credential(
+            match=match, type=type_, user=str(item.pop("user", "")),
+            password=None if item.get("password") is None else str(item.pop("password")),
+            key_file=key_file, port=int(port) if port else None, sudo=bool(item.pop("sudo", False)),
+            extra={k: v for k, v in item.items() if k != "password"}))
+    return store

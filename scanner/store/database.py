@@ -1,0 +1,239 @@
+"""One SQLite file (sqlite-utils) with versioned migrations. Every write is one transaction, so a scan
+killed at any point leaves a consistent file that `scan --resume` can finish."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from scanner.core.errors import ScanFailed, UsageError
+from scanner.core.models import Asset, AttemptResult, Finding, Observation, RuleResult
+from scanner.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+
+class Store:
+    def __init__(self, path: str | Path, timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=timeout, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn)
+            self.migrate()
+            # Fail now, with a clear line, if another process holds the write lock (WAL lets us read anyway).
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as e:
+            msg = str(e)
+            if "locked" in msg or "busy" in msg:
+                raise ScanFailed(f"database {self.path} is locked by another process") from None
+            raise UsageError(f"database {self.path} is not a usable tcmscan database ({msg})") from None
+        except OSError as e:
+            raise UsageError(f"cannot open database {self.path}: {e.strerror}") from None
+
+    # -- schema ----------------------------------------------------------------------------------
+    def version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> list[int]:
+        applied = []
+        current = self.version()
+        if current > SCHEMA_VERSION:
+            raise UsageError(f"database {self.path} has schema {current}, newer than this tcmscan ({SCHEMA_VERSION})")
+        for version, _name, fn in MIGRATIONS:
+            if version <= current:
+                continue
+            with self.tx():
+                fn(self.db)
+                self.db.execute(f"PRAGMA user_version = {version}")
+            applied.append(version)
+        return applied
+
+    def tx(self) -> Any:
+        return _Tx(self.db.conn)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- scans -----------------------------------------------------------------------------------
+    def create_scan(self, row: dict[str, Any]) -> None:
+        with self.tx():
+            self.db["scans"].insert(_enc(row))
+
+    def update_scan(self, scan_id: str, **fields: Any) -> None:
+        with self.tx():
+            self.db["scans"].update(scan_id, _enc(fields))
+
+    def scan(self, scan_id: str) -> dict[str, Any]:
+        try:
+            return _dec(self.db["scans"].get(scan_id), ("targets", "scope", "exclude", "settings", "inventory",
+                                                        "check_versions"))
+        except sqlite_utils.db.NotFoundError:
+            raise UsageError(f"no scan {scan_id!r} in {self.path}") from None
+
+    def scans(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM scans ORDER BY created").fetchall()
+        cols = [c.name for c in self.db["scans"].columns]
+        return [_dec(dict(zip(cols, r, strict=True)), ("targets", "scope", "exclude", "settings")) for r in rows]
+
+    def latest_scan_id(self) -> str:
+        row = self.db.execute("SELECT id FROM scans ORDER BY created DESC, rowid DESC LIMIT 1").fetchone()
+        if not row:
+            raise UsageError(f"no scans in {self.path} yet")
+        return row[0]
+
+    def previous_scan_id(self, scan_id: str) -> str | None:
+        """The latest earlier completed scan of the same scope (for diffs and trends)."""
+        cur = self.scan(scan_id)
+        rows = self.db.execute("SELECT id, scope FROM scans WHERE created < ? AND status = 'done' "
+                               "ORDER BY created DESC", [cur["created"]]).fetchall()
+        for sid, scope in rows:
+            if json.loads(scope) == cur["scope"]:
+                return sid
+        return None
+
+    def delete_scan(self, scan_id: str) -> None:
+        with self.tx():
+            for table in ("observations", "attempts", "findings", "rule_results", "services", "assets", "events"):
+                self.db.execute(f"DELETE FROM {table} WHERE scan_id = ?", [scan_id])
+            self.db.execute("DELETE FROM scans WHERE id = ?", [scan_id])
+
+    # -- assets ----------------------------------------------------------------------------------
+    def save_assets(self, scan_id: str, assets: Iterable[Asset]) -> None:
+        with self.tx():
+            self.db.execute("DELETE FROM services WHERE scan_id = ?", [scan_id])
+            self.db.execute("DELETE FROM assets WHERE scan_id = ?", [scan_id])
+            for a in assets:
+                d = a.to_dict()
+                services = d.pop("services")
+                d.update(scan_id=scan_id, fragile=int(a.fragile), internet_facing=int(a.internet_facing))
+                self.db["assets"].insert(_enc(d))
+                self.db["services"].insert_all([{**s, "scan_id": scan_id, "address": a.address} for s in services])
+
+    def assets(self, scan_id: str) -> list[Asset]:
+        out = []
+        for row in self.db["assets"].rows_where("scan_id = ?", [scan_id], order_by="address"):
+            row = _dec(row, ("class_evidence", "extra"))
+            row.pop("scan_id")
+            row["fragile"], row["internet_facing"] = bool(row["fragile"]), bool(row["internet_facing"])
+            svcs = self.db["services"].rows_where("scan_id = ? AND address = ?", [scan_id, row["address"]],
+                                                  order_by="proto, port")
+            row["services"] = [{k: v for k, v in s.items() if k not in ("scan_id", "address")} for s in svcs]
+            out.append(Asset.from_dict(row))
+        return sorted(out, key=lambda a: _addr_key(a.address))
+
+    # -- attempts and observations --------------------------------------------------------------
+    def add_pending(self, scan_id: str, rows: Iterable[tuple[str, str, str, str, int | None]]) -> None:
+        with self.tx():
+            self.db["attempts"].insert_all(
+                ({"id": aid, "scan_id": scan_id, "check_id": cid, "check_version": ver, "address": addr,
+                  "port": port, "status": "pending", "reason": "", "detail": "", "duration": 0.0}
+                 for aid, cid, ver, addr, port in rows), ignore=True)
+
+    def record_attempt(self, scan_id: str, result: AttemptResult, check_version: str, finished: str) -> None:
+        """The attempt row and its observations land together or not at all."""
+        with self.tx():
+            self.db.execute("DELETE FROM observations WHERE attempt_id = ?", [result.attempt_id])
+            self.db["attempts"].upsert({
+                "id": result.attempt_id, "scan_id": scan_id, "check_id": result.check_id,
+                "check_version": check_version, "address": result.address, "port": result.port,
+                "status": result.status, "reason": result.reason, "detail": result.detail[:2000],
+                "duration": result.duration, "finished": finished}, pk="id")
+            self.db["observations"].insert_all(
+                {"scan_id": scan_id, "attempt_id": result.attempt_id, "check_id": o.check_id, "address": o.address,
+                 "port": o.port, "key": o.key, "data": json.dumps(o.data, ensure_ascii=False, sort_keys=True,
+                                                                   default=str)}
+                for o in result.observations)
+
+    def attempts(self, scan_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        where, args = "scan_id = ?", [scan_id]
+        if status:
+            where, args = where + " AND status = ?", [*args, status]
+        return list(self.db["attempts"].rows_where(where, args, order_by="address, check_id, port"))
+
+    def observations(self, scan_id: str) -> list[Observation]:
+        rows = self.db["observations"].rows_where("scan_id = ?", [scan_id], order_by="address, check_id, port, id")
+        return [Observation(r["check_id"], r["address"], r["port"], r["key"], json.loads(r["data"])) for r in rows]
+
+    def add_event(self, scan_id: str, time: str, address: str, message: str) -> None:
+        with self.tx():
+            self.db["events"].insert({"scan_id": scan_id, "time": time, "address": address, "message": message})
+
+    def events(self, scan_id: str) -> list[dict[str, Any]]:
+        return list(self.db["events"].rows_where("scan_id = ?", [scan_id], order_by="id"))
+
+    # -- verdicts --------------------------------------------------------------------------------
+    def save_verdicts(self, scan_id: str, findings: list[Finding], results: list[RuleResult]) -> None:
+        with self.tx():
+            self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
+            self.db.execute("DELETE FROM rule_results WHERE scan_id = ?", [scan_id])
+            self.db["findings"].insert_all(
+                _enc({**f.to_dict(), "scan_id": scan_id}) for f in findings)
+            self.db["rule_results"].insert_all(
+                {"scan_id": scan_id, "rule_id": r.rule_id, "address": r.address, "status": r.status,
+                 "reason": r.reason} for r in results)
+
+    def findings(self, scan_id: str) -> list[Finding]:
+        out = []
+        for r in self.db["findings"].rows_where("scan_id = ?", [scan_id]):
+            r = _dec(r, ("clauses", "evidence", "remediation", "waiver"))
+            r.pop("scan_id")
+            out.append(Finding(**r))
+        return sorted(out, key=lambda f: (_addr_key(f.address), f.port or 0, f.rule_id, f.evidence_key))
+
+    def rule_results(self, scan_id: str) -> list[RuleResult]:
+        return [RuleResult(r["rule_id"], r["address"], r["status"], r["reason"])
+                for r in self.db["rule_results"].rows_where("scan_id = ?", [scan_id], order_by="address, rule_id")]
+
+    # -- waivers ---------------------------------------------------------------------------------
+    def add_waiver(self, row: dict[str, Any]) -> int:
+        with self.tx():
+            return self.db["waivers"].insert(row).last_pk
+
+    def waivers(self) -> list[dict[str, Any]]:
+        return list(self.db["waivers"].rows_where(order_by="id"))
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK; nested use joins the outer transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.outer = False
+
+    def __enter__(self) -> None:
+        self.outer = not self.conn.in_transaction
+        if self.outer:
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if not self.outer:
+            return
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _enc(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str) if isinstance(v, (dict, list, tuple))
+            else v for k, v in row.items()}
+
+
+def _dec(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    row = dict(row)
+    for f in fields:
+        if f in row and isinstance(row[f], str) and row[f]:
+            row[f] = json.loads(row[f])
+    return row
+
+
+def _addr_key(address: str) -> tuple[int, int]:
+    import ipaddress
+
+    a = ipaddress.ip_address(address)
+    return (a.version, int(a))
