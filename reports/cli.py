@@ -1,4 +1,4 @@
-"""`tcmscan report`, `tcmscan keys generate` and `tcmscan verify` (loaded by scanner/cli.py `_extensions`).
+"""`tcmscan report`, `tcmscan keys generate` and `tcmscan verify` (loaded by scanner/cli/main.py `_extensions`).
 
 Exit codes: 0 done / bundle verified; 1 verification failed (one line per problem on stderr); 2 usage or
 input error.

@@ -275,7 +275,7 @@ def read_text(sh: Shell, path: str, root: str = "", limit: int = 1048576) -> str
 
 
 def session_shell(run: Callable[..., Any]) -> Shell:
-    """Adapt scanner.ssh_session.HostSession.run (privileged) to our Shell."""
+    """Adapt scanner.sdk.ssh_session.HostSession.run (privileged) to our Shell."""
     def sh(command: str, timeout: float = 20.0) -> tuple[int, str, bool]:
         r = run(command, timeout=timeout, privileged=True)
         return r.exit_status, r.stdout, r.truncated

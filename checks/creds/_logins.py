@@ -2,7 +2,7 @@
 
 Each function returns (accepted, detail) or raises `Refused` when the service will not take password logins
 at all from here (no point trying the next pair). Libraries: paramiko (SSH), ftplib (FTP), our bounded
-HTTP client checks/creds/web.py (HTTP Basic; HTML forms are checks/creds/forms.py), PyMySQL (MySQL/MariaDB:
+HTTP client checks/creds/_web.py (HTTP Basic; HTML forms are checks/creds/_forms.py), PyMySQL (MySQL/MariaDB:
 native and caching_sha2 auth), pg8000 (PostgreSQL: md5 and SCRAM); telnet is a small raw-socket dialogue (telnetlib is gone in Python 3.13) refusing every option.
 """
 

@@ -5,7 +5,7 @@ tried AT MOST ONCE, at most `max_per_service` pairs, stopping at the first accep
 Intrusive (it logs in), so safe mode skips it on fragile/medical assets unless the inventory entry says
 `default_credentials_allowed: true` (META.safe_mode_opt_in). The password never leaves this module:
 observations carry the list entry id and the user name only.
-Web consoles: one GET / tells an HTTP Basic challenge from an HTML login form (checks/creds/forms.py: the
+Web consoles: one GET / tells an HTTP Basic challenge from an HTML login form (checks/creds/_forms.py: the
 form is parsed, its hidden fields/CSRF token and session cookie are sent back with each pair, and success is
 decided conservatively and explained in `decision`).
 Observation key `default-login`: {service, accepted, user, entry, tried, detail} and, for forms,

@@ -1,6 +1,6 @@
 """hl7.mllp: does an HL7 v2 listener take an unauthenticated message, and is it plaintext?
 
-One connection, one harmless message (scanner.probes.harmless_message: a bare ACK, processing id T,
+One connection, one harmless message (scanner.sdk.probes.harmless_message: a bare ACK, processing id T,
 accept-ack only; why it is harmless: docs/checks/medical.md), one answer frame read (64 KiB and 10 s at
 most). When the plaintext attempt is closed or answered with a TLS alert, one TLS attempt follows
 (MLLP over TLS). Facts: answered or not, MSA code, the answering application/facility, HL7 version,

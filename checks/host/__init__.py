@@ -1,1 +1,1 @@
-"""Authenticated host checks over one shared SSH session (scanner.ssh_session)."""
+"""Authenticated host checks over one shared SSH session (scanner.sdk.ssh_session)."""

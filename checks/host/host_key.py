@@ -2,7 +2,7 @@
 
 Its own check, apart from host.snapshot, so that a changed key can be a finding while every rule that
 reads the snapshot says "not assessed": host.snapshot raises host-key-changed (its attempt errs, so
-scanner/evaluate.py marks its rules not assessed), and this check completes with
+scanner/assess/evaluate.py marks its rules not assessed), and this check completes with
 {changed: true, ...}, which rule hardening.host-key-changed reads. Both use the one shared session;
 the key is compared before authentication, so a wrong password still yields the host-key fact.
 """

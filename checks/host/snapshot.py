@@ -5,7 +5,7 @@ system).
 
 Facts only; the rules in accounts.yaml, audit.yaml and hardening-host.yaml judge them. Each key says
 where its facts came from (`sources`); a key whose facts could not be read carries
-`unavailable: <reason>` and the rules reading it say "not assessed" (scanner/evaluate.py). Password
+`unavailable: <reason>` and the rules reading it say "not assessed" (scanner/assess/evaluate.py). Password
 hashes never leave the host: only their algorithm prefix (see parse_accounts.py).
 """
 

@@ -243,7 +243,7 @@ MAX_PROBED_PORTS = 8       # each costs up to two short connections
 
 
 def identify_medical(address: str, services: list[Service], no_version_probe: list[int]) -> list[Service]:
-    """Our own DICOM/MLLP probes (scanner/probes.py) where nmap was not asked or could not tell.
+    """Our own DICOM/MLLP probes (scanner/sdk/probes.py) where nmap was not asked or could not tell.
     Not for fragile assets: their checks speak to them once, that is enough traffic."""
     from scanner.sdk.probes import identify, identify_banner
 

@@ -1,4 +1,4 @@
-"""`tcmscan schedule add|list|remove|validate` and `tcmscan run JOB` (loaded by scanner/cli.py `_extensions`).
+"""`tcmscan schedule add|list|remove|validate` and `tcmscan run JOB` (loaded by scanner/cli/main.py `_extensions`).
 
 Exit codes: 0 done; 2 bad config, cron expression or job name; 3 could not run (the job is already running,
 the scan failed, nothing to schedule with); 4 `run` finished the scan but a report or a notification could

@@ -1,5 +1,5 @@
 """hl7.mllp against real MLLP listeners on loopback (well-behaved and misbehaving), the CLI end to end,
-and hypothesis tests of the MLLP/HL7/DICOM parsers in scanner/probes.py."""
+and hypothesis tests of the MLLP/HL7/DICOM parsers in scanner/sdk/probes.py."""
 
 from __future__ import annotations
 
