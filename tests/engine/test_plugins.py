@@ -7,7 +7,7 @@ from tests.helpers import tcmscan
 from tests.loopback import Listener
 
 HOSPITAL_CHECK = '''
-from scanner.plugins import CheckMeta
+from scanner.sdk import CheckMeta
 
 META = CheckMeta(id="hospital.hello", version="0.1", title_zh="本院自定义检查", title_en="Hospital's own check",
                  granularity="service", ports=(7777,))
@@ -67,3 +67,40 @@ def test_a_broken_plugin_is_reported_and_the_others_still_load(tmp_path):
     assert "ports.open" in {c["id"] for c in out["checks"]}
     assert "tcmscan: warning: check plug-in hospital.hello failed to load: ImportError: vendor SDK missing" \
         in p.stderr
+
+
+HOSPITAL_COMMAND = """
+def register(sub):
+    s = sub.add_parser("hello", help="the hospital's own sub-command")
+    s.add_argument("--name", default="world")
+    s.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
+"""
+
+
+def make_command_plugin(tmp_path, body: str) -> dict[str, str]:
+    pkg = tmp_path / "hospital_cmds"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent(body))
+    dist = tmp_path / "hospital_cmds-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hospital-cmds\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tcmscan.commands]\nhello = hospital_cmds:register\n")
+    return {"PYTHONPATH": str(tmp_path)}
+
+
+def test_sub_commands_register_through_the_commands_entry_point_group(tmp_path):
+    """report, lab and schedule are plug-ins of the tcmscan.commands group, and so is a hospital's own command."""
+    env = make_command_plugin(tmp_path, HOSPITAL_COMMAND)
+    p = tcmscan("hello", "--name", "中医院", db=tmp_path / "a.db", env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "hello 中医院\n", "")
+    helptext = tcmscan("--help", db=tmp_path / "a.db", env=env).stdout
+    for command in ("report", "keys", "verify", "lab", "schedule", "run", "hello"):
+        assert f"    {command} " in helptext or f"    {command}\n" in helptext, command
+
+
+def test_a_broken_command_plugin_is_named_and_the_others_still_work(tmp_path):
+    env = make_command_plugin(tmp_path, "raise ImportError('no module named vendor_sdk')\n")
+    p = tcmscan("checks", "list", db=tmp_path / "a.db", env=env)
+    assert p.returncode == 0 and "ports.open" in p.stdout
+    assert p.stderr == ("tcmscan: warning: command plug-in hello (hospital_cmds:register) failed to load: "
+                        "ImportError: no module named vendor_sdk\n")
