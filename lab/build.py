@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,9 @@ def ensure_root(topo: Topology, progress: Callable[[str], None] = print) -> Path
         ["bash", str(BUILD_SCRIPT), str(tmp / "root"), topo.mirror,
          " ".join(topo.packages), " ".join(topo.pip_packages)],
         capture_output=True, text=True, check=False,
+        # the root's pure-Python libraries are installed with tcmscan's own interpreter's pip (its venv), not
+        # whatever python3 is first on PATH (Debian's refuses pip, PEP 668)
+        env={**os.environ, "PYTHON": sys.executable},
     )
     if proc.returncode != 0:
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("STEP-FAILED:")]

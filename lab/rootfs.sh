@@ -36,9 +36,10 @@ chroot "$root" apt-get clean
 
 if [ -n "$pips" ]; then
   # Pure-Python libraries (pynetdicom, pydicom) are not in bookworm; install them with the
-  # build host's pip (same Python minor version as the root) into the root's site dir.
+  # build host's pip (same Python minor version as the root) into the root's site dir. $PYTHON is
+  # tcmscan's own interpreter (lab/build.py), whose venv has pip.
   # shellcheck disable=SC2086
-  python3 -m pip install --quiet --no-cache-dir --no-deps --disable-pip-version-check \
+  "${PYTHON:-python3}" -m pip install --quiet --no-cache-dir --no-deps --disable-pip-version-check \
     --target "$root/usr/local/lib/python3.11/dist-packages" $pips >>"$log" 2>&1 \
     || fail "pip install of $pips into the root, see $log"
 fi
