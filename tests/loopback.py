@@ -2,68 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-
-class Listener:
-    """A TCP listener that sends `banner` to each client and closes (or stays silent when banner is None)."""
-
-    def __init__(self, address: str, port: int, banner: bytes | None = None, hold: float = 0.05) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(64)
-        self.banner = banner
-        self.hold = hold
-        self.accepted = 0
-        self._stop = False
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        try:
-            if self.banner is not None:
-                conn.sendall(self.banner)
-            time.sleep(self.hold)
-        except OSError:
-            pass
-        conn.close()
-
-    def close(self) -> None:
-        self._stop = True
-        try:
-            # shutdown wakes the thread blocked in accept(); close alone leaves the port answering once more
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+Talk = Callable[[socket.socket, int, bytes], object]
 
 
-class ScriptedServer:
-    """A real TCP server on a loopback address of its own that answers each connection with
-    `behaviour(conn, stop)`; with `read_first` it first reads the client's opening bytes."""
+class Scripted:
+    """A real TCP server on a loopback address that plays a script per connection: the n-th client (from 1)
+    gets `talk(conn, n, first)`, where `first` is the client's opening bytes (up to `read_first` bytes, read
+    before the script starts; b"" when not asked for or when the client sent nothing in time). `timeout`
+    bounds every socket call of the conversation (None: blocking). `stop` is set by close(), so a script
+    that waits on it ends with the test. A client hanging up mid-script is its right: OSError ends the talk.
+    Port 0 picks a free one (`port` tells which)."""
 
-    def __init__(self, address: str, port: int, behaviour, read_first: bool = False) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(8)
-        self.behaviour = behaviour
+    def __init__(self, talk: Talk, address: str, port: int = 0, *, read_first: int = 0,
+                 timeout: float | None = None, backlog: int = 64) -> None:
+        self.talk = talk
         self.read_first = read_first
+        self.timeout = timeout
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(backlog)
+        self.port: int = self.sock.getsockname()[1]
+        self.connections = 0
         self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
     def _serve(self) -> None:
         while not self.stop.is_set():
@@ -71,26 +42,66 @@ class ScriptedServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(conn, self.connections), daemon=True).start()
 
-    def _talk(self, conn: socket.socket) -> None:
+    def _talk(self, conn: socket.socket, n: int) -> None:
         try:
+            conn.settimeout(self.timeout)
+            first = b""
             if self.read_first:
-                conn.settimeout(5)
-                conn.recv(4096)
-            self.behaviour(conn, self.stop)
+                try:
+                    first = conn.recv(self.read_first)
+                except OSError:
+                    first = b""         # a client that says nothing first still meets the script
+            self.talk(conn, n, first)
         except OSError:
             pass
         finally:
-            conn.close()
+            with contextlib.suppress(OSError):
+                conn.close()
 
     def close(self) -> None:
         self.stop.set()
-        try:
+        # shutdown wakes the thread blocked in accept(); close alone leaves the port answering once more
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
+        self._thread.join(timeout=3)
+
+    def __enter__(self) -> Scripted:
+        return self
+
+    def __exit__(self, *_a: object) -> None:
+        self.close()
+
+
+class Listener(Scripted):
+    """A TCP listener that sends `banner` to each client and closes (or stays silent when banner is None)."""
+
+    def __init__(self, address: str, port: int, banner: bytes | None = None, hold: float = 0.05) -> None:
+        self.banner = banner
+        self.hold = hold
+        super().__init__(self._greet, address, port)
+
+    @property
+    def accepted(self) -> int:
+        return self.connections
+
+    def _greet(self, conn: socket.socket, _n: int, _first: bytes) -> None:
+        if self.banner is not None:
+            conn.sendall(self.banner)
+        time.sleep(self.hold)
+
+
+class ScriptedServer(Scripted):
+    """`Scripted` for scripts of the shape `behaviour(conn, stop)`; with `read_first` the client's opening
+    bytes (its request) are read first, and every socket call then has 5 s."""
+
+    def __init__(self, address: str, port: int, behaviour: Callable[[socket.socket, threading.Event], object],
+                 read_first: bool = False) -> None:
+        super().__init__(lambda conn, _n, _first: behaviour(conn, self.stop), address, port,
+                         read_first=4096 if read_first else 0, timeout=5 if read_first else None, backlog=8)
 
 
 def wait_port(address: str, port: int, timeout: float = 10) -> None:
@@ -128,6 +139,16 @@ def start_tls(tmp: Path, address: str, port: int = 443) -> subprocess.Popen:
                           "-key", str(key), "-www"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(address, port)
     return p
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server we started; kill it when it does not go within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wildcard_ports() -> set[int]:

@@ -2,7 +2,7 @@
 
 Why not http.client: its reads block until they get the bytes they asked for, so a console that trickles
 one byte a second, or never ends its headers, holds the attempt for minutes. Here every request has one
-time budget and byte caps (checks.http.wire: 32 KiB of head, 256 KiB of body), every socket comes from
+time budget and byte caps (scanner.sdk.http_wire: 32 KiB of head, 256 KiB of body), every socket comes from
 `ctx.connect` (scope, safe-mode pacing, back-off), and TLS is spoken without certificate verification
 (we test the login, not the certificate: tls.scan judges that).
 """
@@ -18,12 +18,10 @@ from urllib.parse import urljoin, urlsplit
 from scanner.sdk import CheckContext, CheckError
 from scanner.sdk.http_wire import (
     MAX_BODY,
-    MAX_HEAD,
     Head,
-    HttpError,
     dechunk,
     lenient_tls_context,
-    parse_head,
+    read_response_head,
     recv_until,
 )
 
@@ -136,24 +134,12 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace") + body)
         except OSError as e:
             raise CheckError("connectivity", f"send to {ctx.address}:{origin.port} failed: {str(e)[:100]}") from None
-        buf = bytearray()
-        finished = recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD:
-                raise CheckError("protocol", f"HTTP header larger than {MAX_HEAD} bytes")
-            if not finished:
-                ctx.note_silence(f"no HTTP answer within {deadline - start:.0f} s")
-                raise CheckError("timeout", f"no complete HTTP response header within {deadline - start:.0f} s")
-            if not buf:
-                raise CheckError("protocol", "connection closed without an HTTP response")
-            end = len(buf)
-        try:
-            head = parse_head(bytes(buf[:end]))
-        except HttpError as e:
-            raise CheckError("protocol", str(e)) from None
+        budget = deadline - start
+        # silence is noted for the engine's back-off before the timeout is raised
+        head, data = read_response_head(
+            sock, deadline, f"no complete HTTP response header within {budget:.0f} s",
+            on_silence=lambda: ctx.note_silence(f"no HTTP answer within {budget:.0f} s"))
         ctx.note_response(time.monotonic() - start, "http")
-        data = bytearray(buf[end + 4:])
         length = head.get("content-length")
         want = int(length) if length and length.isdigit() and len(length) < 13 else None
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()

@@ -20,14 +20,12 @@ from urllib.parse import urljoin, urlsplit
 from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 from scanner.sdk.http_wire import (
     MAX_BODY,
-    MAX_HEAD,
-    HttpError,
     dechunk,
     lenient_tls_context,
     page_facts,
-    parse_head,
     parse_hsts,
     parse_www_authenticate,
+    read_response_head,
     recv_until,
 )
 
@@ -73,22 +71,8 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
             sock.sendall(req.encode("ascii", errors="replace"))
         except OSError as e:
             raise CheckError("connectivity", f"send to {ctx.address}:{port} failed: {e}") from None
-        buf = bytearray()
-        finished = recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD:
-                raise CheckError("protocol", f"HTTP header larger than {MAX_HEAD} bytes")
-            if not finished:
-                raise CheckError("timeout", f"no complete HTTP response header within {FETCH_BUDGET:.0f} s")
-            if not buf:
-                raise CheckError("protocol", "connection closed without an HTTP response")
-            end = len(buf)   # headers ended by EOF: parse what came
-        try:
-            head = parse_head(bytes(buf[:end]))
-        except HttpError as e:
-            raise CheckError("protocol", str(e)) from None
-        body = bytearray(buf[end + 4:])
+        head, body = read_response_head(
+            sock, deadline, f"no complete HTTP response header within {FETCH_BUDGET:.0f} s")
         length = head.get("content-length")
         want = int(length) if length and length.isdigit() else None
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()

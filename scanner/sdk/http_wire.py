@@ -1,5 +1,6 @@
-"""HTTP/1.1 response parsing for http.probe: pure functions over bytes, bounded, never raising on garbage
-except `HttpError` from `parse_head`. Kept separate from the socket code so hypothesis can drive it.
+"""HTTP/1.1 response parsing for http.probe and creds.default: pure functions over bytes, bounded, never
+raising on garbage except `HttpError` from `parse_head`, so hypothesis can drive them. The few socket helpers
+at the end (`recv_until`, `read_response_head`) are the bounded reads both checks share.
 """
 
 from __future__ import annotations
@@ -8,7 +9,10 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from scanner.sdk.errors import CheckError
 
 MAX_HEAD = 32 * 1024          # status line + headers
 MAX_BODY = 256 * 1024         # body bytes read for the login-form and title search
@@ -194,3 +198,29 @@ def recv_until(sock: socket.socket, deadline: float, buf: bytearray, done) -> bo
             return True
         buf += chunk
     return True
+
+
+def read_response_head(sock: socket.socket, deadline: float, timeout_detail: str,
+                       on_silence: Callable[[], None] | None = None) -> tuple[Head, bytearray]:
+    """Read and parse the response head, bounded by MAX_HEAD and the deadline: (head, bytes read after the
+    blank line, i.e. the start of the body). Raises CheckError: 'protocol' for an oversized, absent or
+    unparsable head, 'timeout' (with the caller's `timeout_detail`, after `on_silence` so a caller can note
+    the silence for back-off) when the head did not complete in time. A head ended by EOF is parsed as is."""
+    buf = bytearray()
+    finished = recv_until(sock, deadline, buf, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buf) > MAX_HEAD:
+            raise CheckError("protocol", f"HTTP header larger than {MAX_HEAD} bytes")
+        if not finished:
+            if on_silence is not None:
+                on_silence()
+            raise CheckError("timeout", timeout_detail)
+        if not buf:
+            raise CheckError("protocol", "connection closed without an HTTP response")
+        end = len(buf)   # headers ended by EOF: parse what came
+    try:
+        head = parse_head(bytes(buf[:end]))
+    except HttpError as e:
+        raise CheckError("protocol", str(e)) from None
+    return head, bytearray(buf[end + 4:])

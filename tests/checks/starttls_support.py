@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.loopback import wait_port
+from tests.loopback import stop_process, wait_port
 
 
 def free_port(address: str) -> int:
@@ -28,15 +28,6 @@ def _need(binary: str, package: str) -> str:
     if not path:
         raise RuntimeError(f"{binary} missing: apt-get install -y {package}")
     return path
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # ---------------------------------------------------------------- SMTP: aiosmtpd
@@ -124,7 +115,7 @@ def vsftpd(tmp: Path, address: str, cert: tuple[Path, Path] | None) -> Iterator[
         wait_port(address, port)
         yield port
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 # ---------------------------------------------------------------- IMAP and POP3: dovecot
@@ -189,4 +180,4 @@ service pop3-login {{
         wait_port(address, ports["pop3"])
         yield ports
     finally:
-        _stop(proc)
+        stop_process(proc)

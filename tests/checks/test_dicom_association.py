@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from tests.helpers import observations, scan
+from tests.loopback import Scripted
 
 OLD_DCMTK_UID = "1.2.276.0.7230010.3.0.3.6.2"
 OLD_DCMTK_NAME = "OFFIS_DCMTK_362"
@@ -47,41 +47,6 @@ def start_scp(address: str, port: int, *, old_identity: bool = False, strict_cal
     ae.add_supported_context(Verification)
     ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
     return ae.start_server((address, port), block=False, evt_handlers=[(evt.EVT_C_FIND, _find_handler)])
-
-
-class RawPeer:
-    """A misbehaving DICOM peer: accepts, reads the A-ASSOCIATE-RQ, answers with `reply(conn)`."""
-
-    def __init__(self, address: str, port: int, reply: Callable[[socket.socket], None]) -> None:
-        self.sock = socket.create_server((address, port), reuse_port=False)
-        self.reply = reply
-        self.connections = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)
-                    self.reply(conn)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self.thread.join(timeout=3)
 
 
 def _attempt(check_id: str, address: str, port: int, *, timeout: float = 10, fragile: bool = True,
@@ -153,8 +118,8 @@ def test_strict_scp_rejects_random_called_ae_then_inventory_title() -> None:
 AC_HEAD = struct.pack(">BBI", 2, 0, 100 * 1024 * 1024)          # announces a 100 MB A-ASSOCIATE-AC
 
 
-def _send(data: bytes, then_wait: float = 0.0) -> Callable[[socket.socket], None]:
-    def reply(conn: socket.socket) -> None:
+def _send(data: bytes, then_wait: float = 0.0) -> Callable[[socket.socket, int, bytes], None]:
+    def reply(conn: socket.socket, _n: int, _rq: bytes) -> None:
         conn.sendall(data)
         time.sleep(then_wait)
     return reply
@@ -165,10 +130,11 @@ def _send(data: bytes, then_wait: float = 0.0) -> Callable[[socket.socket], None
     ("abort", _send(struct.pack(">BBIBBBB", 7, 0, 4, 0, 0, 2, 0)), ("error", "protocol", "aborted")),
     ("malformed", _send(struct.pack(">BBI", 2, 0, 10) + b"\xff" * 10), ("error", "protocol", "")),
     ("huge-pdu", _send(AC_HEAD + b"\x00" * 4096, then_wait=3), ("error", "protocol", "refused unread")),
-    ("silent", lambda conn: time.sleep(6), ("error", "timeout", "no answer")),
+    ("silent", lambda conn, _n, _rq: time.sleep(6), ("error", "timeout", "no answer")),
 ])
 def test_bad_dicom_peers_bounded(name: str, reply, expect) -> None:
-    peer = RawPeer("127.77.7.25", 104, reply)
+    # a misbehaving DICOM peer: reads the A-ASSOCIATE-RQ, then answers with `reply`
+    peer = Scripted(reply, "127.77.7.25", 104, read_first=65536, timeout=2)
     try:
         start = time.monotonic()
         r, env = _attempt("dicom.association", "127.77.7.25", 104, timeout=4)

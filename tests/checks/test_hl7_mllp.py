@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 from pathlib import Path
 
@@ -26,73 +25,48 @@ from scanner.sdk.probes import (
     read_pdu,
 )
 from tests.helpers import scan
+from tests.loopback import Scripted
 
 
-class MllpPeer:
+class MllpPeer(Scripted):
     """An MLLP listener on loopback. mode: ack | nak | silent | no-end | flood | slow | tls-alert."""
 
     def __init__(self, address: str, port: int, mode: str = "ack", delays: list[float] | None = None) -> None:
         self.mode = mode
         self.delays = list(delays or [])
         self.received: list[bytes] = []
-        self.sock = socket.create_server((address, port))
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(self._one, address, port, timeout=5)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+    def _one(self, conn: socket.socket, _n: int, _first: bytes) -> None:
+        # a client that hangs up or times out ends the talk (OSError, swallowed by Scripted)
+        buf = b""
+        while b"\x1c\x0d" not in buf:
+            chunk = conn.recv(4096)
+            if not chunk:
                 return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            buf = b""
-            try:
-                while b"\x1c\x0d" not in buf:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-            except OSError:
-                return
-            self.received.append(buf)
-            msg = buf[1:buf.index(b"\x1c\x0d")]
-            ctl = msg.split(b"\r")[0].split(b"|")[9]
-            ack = b"MSH|^~\\&|LABENGINE|HOSP|TCMSCAN|SECURITY-ASSESSMENT|20240101000000||ACK|A1|T|2.5\r"
-            try:
-                if self.mode == "ack":
-                    conn.sendall(mllp_frame(ack + b"MSA|AA|" + ctl + b"\r"))
-                elif self.mode == "nak":
-                    conn.sendall(mllp_frame(ack + b"MSA|AR|" + ctl + b"|training messages not accepted\r"))
-                elif self.mode == "slow":
-                    time.sleep(self.delays.pop(0) if self.delays else 10)
-                    conn.sendall(mllp_frame(ack + b"MSA|AA|" + ctl + b"\r"))
-                elif self.mode == "no-end":
-                    conn.sendall(b"\x0b" + ack)
-                    time.sleep(12)
-                elif self.mode == "flood":
-                    end = time.monotonic() + 5
-                    while time.monotonic() < end:
-                        conn.sendall(b"A" * 65536)
-                elif self.mode == "tls-alert":
-                    conn.sendall(b"\x15\x03\x01\x00\x02\x02\x46")
-                elif self.mode == "silent":
-                    time.sleep(12)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self.thread.join(timeout=3)
+            buf += chunk
+        self.received.append(buf)
+        msg = buf[1:buf.index(b"\x1c\x0d")]
+        ctl = msg.split(b"\r")[0].split(b"|")[9]
+        ack = b"MSH|^~\\&|LABENGINE|HOSP|TCMSCAN|SECURITY-ASSESSMENT|20240101000000||ACK|A1|T|2.5\r"
+        if self.mode == "ack":
+            conn.sendall(mllp_frame(ack + b"MSA|AA|" + ctl + b"\r"))
+        elif self.mode == "nak":
+            conn.sendall(mllp_frame(ack + b"MSA|AR|" + ctl + b"|training messages not accepted\r"))
+        elif self.mode == "slow":
+            time.sleep(self.delays.pop(0) if self.delays else 10)
+            conn.sendall(mllp_frame(ack + b"MSA|AA|" + ctl + b"\r"))
+        elif self.mode == "no-end":
+            conn.sendall(b"\x0b" + ack)
+            time.sleep(12)
+        elif self.mode == "flood":
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                conn.sendall(b"A" * 65536)
+        elif self.mode == "tls-alert":
+            conn.sendall(b"\x15\x03\x01\x00\x02\x02\x46")
+        elif self.mode == "silent":
+            time.sleep(12)
 
 
 def attempt(address: str, port: int = 2575, timeout: float = 30, env: RunEnv | None = None):

@@ -6,10 +6,8 @@ parser arbitrary bytes."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable
 
@@ -22,49 +20,10 @@ from scanner.core.models import Asset, AttemptResult, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from scanner.sdk.errors import CheckError
+from tests.loopback import Scripted
 
 ADDRESS = "127.55.1.1"
 FAST = {"tls_probe_timeout": 1.0}
-
-
-class Scripted:
-    """Scripted server: a loopback TCP server that runs `talk(conn, n)` for its n-th connection (from 1)."""
-
-    def __init__(self, talk: Callable[[socket.socket, int], None]) -> None:
-        self.talk = talk
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ADDRESS, 0))
-        self.sock.listen(32)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._run, args=(conn, self.connections), daemon=True).start()
-
-    def _run(self, conn: socket.socket, n: int) -> None:
-        try:
-            conn.settimeout(3)
-            self.talk(conn, n)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
 
 def line(conn: socket.socket) -> bytes:
@@ -79,7 +38,8 @@ def line(conn: socket.socket) -> bytes:
 
 def run(talk: Callable[[socket.socket, int], None], name: str = "smtp", port_name: int | None = None,
         **options: float) -> tuple[AttemptResult, int]:
-    srv = Scripted(talk)
+    # `talk(conn, n)` for the n-th connection (from 1); every socket call of the conversation has 3 s
+    srv = Scripted(lambda conn, n, _first: talk(conn, n), ADDRESS, timeout=3, backlog=32)
     try:
         asset = Asset(address=ADDRESS, name="bad", cls="server", zone="server",
                       services=[Service(port=srv.port, name=name)])

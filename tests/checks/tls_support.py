@@ -23,7 +23,7 @@ from scanner.core.models import Asset, AttemptResult, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from tests.helpers import ROOT
-from tests.loopback import wait_port
+from tests.loopback import Scripted, stop_process, wait_port
 
 LOOP = "127.0.0.1"
 
@@ -121,12 +121,7 @@ def s_server(pki: dict[str, tuple[Path, Path]], config: str) -> Iterator[int]:
         wait_port(LOOP, port)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def load_sm_responder():
@@ -153,52 +148,12 @@ def sm_responder() -> Iterator[int]:
         srv.server_close()
 
 
-class Misbehaving:
-    """A TCP server on 127.0.0.1 that answers every connection with `behave(conn, first_bytes)`."""
+class Misbehaving(Scripted):
+    """A TCP server on 127.0.0.1 that answers every connection with `behave(conn, first_bytes)`: the
+    client's first 64 KiB read (2 s at most), b"" when it sent nothing."""
 
     def __init__(self, behave: Callable[[socket.socket, bytes], None]) -> None:
-        self.behave = behave
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((LOOP, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        try:
-            conn.settimeout(2)
-            try:
-                first = conn.recv(65536)
-            except OSError:
-                first = b""
-            self.behave(conn, first)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.sock.close()
-
-    def __enter__(self) -> Misbehaving:
-        return self
-
-    def __exit__(self, *_a: object) -> None:
-        self.close()
+        super().__init__(lambda conn, _n, first: behave(conn, first), LOOP, read_first=65536, timeout=2)
 
 
 # ---------------------------------------------------------------- running the check for real

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.loopback import Scripted
+
 LOOP = "127.0.0.1"
 
 
@@ -63,31 +65,12 @@ class WebhookReceiver:
         self.server.server_close()
 
 
-class HangingServer:
-    """Accepts TCP connections and never sends a byte (a webhook or SMTP peer that hangs)."""
+class HangingServer(Scripted):
+    """Accepts TCP connections and never sends a byte (a webhook or SMTP peer that hangs): each connection is
+    held open, never read from, never answered, until close()."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind((LOOP, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)          # held open, never read from, never answered
-
-    def close(self) -> None:
-        self._stop = True
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+        super().__init__(lambda _conn, _n, _first: self.stop.wait(), LOOP, backlog=16)
 
 
 class SyslogReceiver:
