@@ -260,13 +260,10 @@ class Snapshot:
                "client_alive_interval": sshd.get("client_alive_interval"),
                "client_alive_count_max": sshd.get("client_alive_count_max"),
                "client_alive_timeout": sshd.get("client_alive_timeout"), "sshd_source": sshd.get("source")}
-        tmout_ok = tm["effective"] is not None and tm["effective"] > 0
-        if isinstance(shell, str) and "unavailable" in sshd:
-            out["unavailable"] = f"shell profiles: {shell}; sshd: {sshd['unavailable']}"
-        elif not tmout_ok and "unavailable" in sshd:
-            out["unavailable"] = f"no TMOUT in the shell profiles and sshd: {sshd['unavailable']}"
-        elif isinstance(shell, str) and not sshd.get("client_alive_timeout"):
-            out["unavailable"] = f"shell profiles: {shell}, and sshd has no ClientAlive timeout"
+        # Only a shell TMOUT is an idle timeout (sshd's ClientAlive drops unresponsive clients, not idle ones):
+        # unreadable shell profiles leave the fact unknown, whatever sshd says.
+        if isinstance(shell, str):
+            out["unavailable"] = f"shell profiles: {shell}"
         return out
 
     def item_accounts(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 
 from scanner.assess.expr import ExprError, compile_expr
+from scanner.assess.frameworks import citations, load_frameworks, unknown_rules
 from scanner.core.errors import UsageError
 from scanner.core.knowledge import BASELINES_DIR, read_yaml
 
@@ -24,12 +25,13 @@ DEFAULT_PROFILE = "tcm-2024-l3"
 class Rule:
     id: str
     title: dict[str, str]
-    clauses: dict[str, str]
     basis: dict[str, str]
     check: str
     when: str
     severity: str
     remediation: dict[str, str]
+    # {framework key: citation}: from the profile's framework files (baselines/frameworks/), or inline
+    clauses: dict[str, str] = field(default_factory=dict)
     key: str | None = None
     evidence: dict[str, str] = field(default_factory=dict)
     evidence_key: str = ""
@@ -115,6 +117,31 @@ def _compile_rule(raw: dict[str, Any], where: str) -> Rule:
     return Rule(**{k: copy.deepcopy(v) for k, v in raw.items()}, source=where)
 
 
+def _apply_frameworks(path: Path, patterns: list[str], rules: dict[str, Rule],
+                      inline: set[tuple[str, str]]) -> None:
+    """Fill Rule.clauses from the profile's framework files; an inline `clauses:` entry of a rule of this
+    profile wins for its key. Every rule must end up citing something, and every mapped id must be a rule."""
+    files: list[Path] = []
+    for pattern in patterns:
+        found = sorted(path.parent.glob(pattern))
+        if not found:
+            raise UsageError(f"invalid baseline {path}: frameworks pattern {pattern!r} matches nothing")
+        files += [f.resolve() for f in found if f.resolve() not in files]
+    frameworks = load_frameworks(files)
+    unknown = unknown_rules(frameworks, set(rules))
+    if unknown:
+        where, clause, rid = unknown[0]
+        raise UsageError(f"invalid framework {where}: clause {clause} maps unknown rule {rid}")
+    for rid, by_key in citations(frameworks).items():
+        for key, text in by_key.items():
+            if (rid, key) not in inline:
+                rules[rid].clauses[key] = text
+    bare = sorted(rid for rid, r in rules.items() if not r.clauses)
+    if bare:
+        raise UsageError(f"invalid baseline {path}: rule {bare[0]} cites no clause "
+                         "(map it in a framework file or give it clauses:)")
+
+
 def resolve_profile_path(ref: str) -> Path:
     p = Path(ref)
     if p.suffix in (".yaml", ".yml") or p.exists():
@@ -153,7 +180,9 @@ def load_profile(ref: str = DEFAULT_PROFILE, _seen: tuple[str, ...] = ()) -> Pro
     else:
         rules, params, waivers, chain = {}, {}, [], [doc["id"]]
 
+    inherited = {rid: dict(r.clauses) for rid, r in rules.items()}
     raw_rules: list[tuple[dict[str, Any], str]] = [(r, str(path)) for r in doc.get("rules", [])]
+    inline: set[tuple[str, str]] = set()    # (rule id, framework key) stated in the rule itself
     for pattern in doc.get("rule_files", []):
         files = sorted(path.parent.glob(pattern))
         if not files:
@@ -171,6 +200,12 @@ def load_profile(ref: str = DEFAULT_PROFILE, _seen: tuple[str, ...] = ()) -> Pro
                 str(path.parent)):
             raise UsageError(f"invalid baseline {where}: duplicate rule id {raw['id']}")
         rules[raw["id"]] = _compile_rule(raw, where)
+        if "clauses" not in raw:
+            # a site rule replacing an inherited one keeps its citations unless it states its own
+            rules[raw["id"]].clauses = dict(inherited.get(raw["id"], {}))
+        else:
+            inline.update((raw["id"], k) for k in raw["clauses"])
+    _apply_frameworks(path, doc.get("frameworks", []), rules, inline)
 
     params.update(doc.get("params", {}))
     for rule_id, ov in doc.get("overrides", {}).items():

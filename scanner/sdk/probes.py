@@ -1,7 +1,7 @@
 """Our own small, bounded DICOM and HL7/MLLP probes.
 
-Used by discovery to identify DICOM and MLLP listeners fast (nmap -sV needs minutes there, LAB.md) and
-by the hl7.mllp check for framing. Everything read from the network is untrusted: every read has a byte
+Used by discovery to identify DICOM and MLLP listeners fast (nmap -sV needs minutes there:
+docs/lab.md#nmap-service-detection-on-dicom-and-hl7) and by the hl7.mllp check for framing. Everything read from the network is untrusted: every read has a byte
 limit and a deadline, and every parser raises `ProbeError` (never anything else) on garbage.
 
 DICOM PS3.8 9.3 (PDU structure); MLLP: HL7 v2 "Minimal Lower Layer Protocol" (0x0b message 0x1c 0x0d).
