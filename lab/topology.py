@@ -9,12 +9,13 @@ from typing import Any
 
 import yaml
 
+from scanner.core.vocab import ZONES
+
 LAB_DIR = Path(__file__).resolve().parent
 TOPOLOGY_FILE = LAB_DIR / "topology.yaml"
 HOSTS_DIR = LAB_DIR / "hosts"
 
 CLASSES = {"network-device", "server", "medical-device", "workstation", "unknown"}
-ZONES = {"user", "server", "clinical", "management", "internet"}
 
 
 class TopologyError(ValueError):
@@ -116,7 +117,7 @@ def _host(raw: dict[str, Any], net: ipaddress.IPv4Network, gateway: str) -> Host
         raise TopologyError(f"host {name}: class {klass!r} not one of {sorted(CLASSES)}")
     zone = raw.get("zone")
     if zone not in ZONES:
-        raise TopologyError(f"host {name}: zone {zone!r} not one of {sorted(ZONES)}")
+        raise TopologyError(f"host {name}: zone {zone!r} not one of {', '.join(ZONES)}")
     crit = int(raw.get("criticality", 3))
     if not 1 <= crit <= 5:
         raise TopologyError(f"host {name}: criticality {crit} not in 1-5")

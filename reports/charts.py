@@ -9,10 +9,13 @@ from markupsafe import Markup, escape
 
 from reports.i18n import pick, t
 from scanner.assess.grading import level_of
+from scanner.core.vocab import SEVERITIES, VERDICTS
 
 LEVEL_COLOURS = {0: "#9e9e9e", 1: "#4caf50", 2: "#9ccc65", 3: "#fbc02d", 4: "#f57c00", 5: "#c62828"}
 SEVERITY_COLOURS = {"critical": "#8e0000", "high": "#c62828", "medium": "#f57c00", "low": "#fbc02d",
                     "info": "#90a4ae"}
+# The verdicts an area bar shows: all but not_applicable (a rule that does not apply is no part of an area).
+CHART_VERDICTS = tuple(v for v in VERDICTS if v != "not_applicable")
 VERDICT_COLOURS = {"passed": "#43a047", "failed": "#c62828", "waived": "#7e57c2", "not_assessed": "#bdbdbd"}
 FONT = "font-family=\"'Noto Sans CJK SC','WenQuanYi Zen Hei',sans-serif\""
 
@@ -76,7 +79,7 @@ def level_bars(open_by_level: dict[str, int], levels: list[dict[str, Any]], lang
 
 def severity_bars(open_by_severity: dict[str, int], lang: str) -> Markup:
     items = [(t(f"sev_{s}", lang), open_by_severity.get(s, 0), SEVERITY_COLOURS[s])
-             for s in ("critical", "high", "medium", "low", "info")]
+             for s in reversed(SEVERITIES)]
     return bars(items, lang, t("by_severity", lang))
 
 
@@ -88,14 +91,14 @@ def area_bars(areas: list[dict[str, Any]], lang: str) -> Markup:
         y = 8 + i * row
         body.append(_text(left - 8, y + 16, pick(a["name"], lang), anchor="end"))
         c = a["counts"]
-        total = c["passed"] + c["failed"] + c["waived"] + c["not_assessed"]
+        total = sum(c[v] for v in CHART_VERDICTS)
         x = float(left)
         if total == 0:
             body.append(f'<rect x="{left}" y="{y + 3}" width="{width}" height="{row - 10}" fill="none" '
                         f'stroke="#bdbdbd" stroke-dasharray="4 3"/>')
             empty = "not_applicable" if c["not_applicable"] else "no_rules"
             body.append(_text(left + width / 2, y + 16, t(empty, lang), anchor="middle", fill="#757575", size=11))
-        for verdict in ("passed", "failed", "waived", "not_assessed"):
+        for verdict in CHART_VERDICTS:
             if not total or not c[verdict]:
                 continue
             w = width * c[verdict] / total
@@ -107,7 +110,7 @@ def area_bars(areas: list[dict[str, Any]], lang: str) -> Markup:
         body.append(_text(left + width + 8, y + 16, pct, weight="bold"))
     ly = 12 + row * len(areas)
     lx = left
-    for verdict in ("passed", "failed", "waived", "not_assessed"):
+    for verdict in CHART_VERDICTS:
         body.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{VERDICT_COLOURS[verdict]}"/>')
         body.append(_text(lx + 16, ly + 11, t(verdict, lang), size=11))
         lx += 86

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scanner.core.vocab import EXIT_OK
+from scanner.core.vocab import EXIT_OK, EXIT_VERIFY_FAILED
 
 FORMATS = ("html", "pdf", "json", "csv", "sarif")
-EXIT_VERIFY_FAILED = 1
 
 
 def _formats(text: str) -> list[str]:

@@ -2,61 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-from scanner.core.output import csv_safe
+from scanner.core.output import findings_csv
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-# Spreadsheets cap a cell at 32,767 characters and split or drop longer ones: clip well below.
-CSV_CELL_MAX = 32000
-CSV_FIELDS = ("fingerprint", "host", "host_name", "port", "rule_id", "area", "severity", "status", "risk_level",
-              "risk_level_zh", "risk_R", "A", "T", "V", "L", "F", "risk_formula", "title_zh", "title_en",
-              "clause_tcm2024", "clause_gbt22239", "clause_gbt39786", "evidence", "remediation_zh", "remediation_en",
-              "waiver_owner", "waiver_reason", "waiver_expires")
 
 
 def render_json(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    text = csv_safe(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True,
-                                                                    default=str))
-    if len(text) > CSV_CELL_MAX:
-        text = text[:CSV_CELL_MAX] + f"…[truncated, {len(text)} characters; full value in report.json]"
-    return text
-
-
 def render_csv(doc: dict[str, Any]) -> str:
-    """One row per finding. Every cell goes through csv_safe (formula injection) and is clipped."""
-    names = {h["address"]: h["name"] for h in doc["hosts"]}
-    buf = io.StringIO()
-    w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    w.writerow(CSV_FIELDS)
-    for f in doc["findings"]:
-        r, wv = f["risk"], f["waiver"] or {}
-        row = {"fingerprint": f["fingerprint"], "host": f["host"], "host_name": names.get(f["host"], ""),
-               "port": "" if f["port"] is None else str(f["port"]), "rule_id": f["rule_id"], "area": f["area"],
-               "severity": f["severity"], "status": f["status"], "risk_level": r["level_en"],
-               "risk_level_zh": r["level_zh"], "risk_R": f"{r['R']:.2f}", "A": str(r["A"]), "T": str(r["T"]),
-               "V": str(r["V"]), "L": f"{r['L']:.2f}", "F": f"{r['F']:.2f}", "risk_formula": r["formula"],
-               "title_zh": f["title"]["zh"], "title_en": f["title"]["en"],
-               "clause_tcm2024": f["clauses"].get("tcm2024", ""), "clause_gbt22239": f["clauses"].get("gbt22239", ""),
-               "clause_gbt39786": f["clauses"].get("gbt39786", ""), "evidence": f["evidence"],
-               "remediation_zh": f["remediation"].get("zh", ""), "remediation_en": f["remediation"].get("en", ""),
-               "waiver_owner": wv.get("owner", ""), "waiver_reason": wv.get("reason", ""),
-               "waiver_expires": wv.get("expires", "")}
-        w.writerow([_cell(row[k]) for k in CSV_FIELDS])
-    # BOM: spreadsheet programs in zh-CN locales read UTF-8 CSV as GBK without it.
-    return "\ufeff" + buf.getvalue()
+    """One row per finding, the columns of `tcmscan findings --format csv`; every cell neutralised and clipped."""
+    return findings_csv(doc["findings"], {h["address"]: h["name"] for h in doc["hosts"]}, bom=True)
 
 
 _SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
@@ -68,7 +31,8 @@ def render_sarif(doc: dict[str, Any]) -> str:
         for r in a["rules"]:
             rules[r["rule_id"]] = r
     for f in doc["findings"]:   # a finding's rule may be missing from the profile (changed since the scan)
-        rules.setdefault(f["rule_id"], {"rule_id": f["rule_id"], "area": f["area"], "title": f["title"],
+        rules.setdefault(f["rule_id"], {"rule_id": f["rule_id"], "area": f["area"],
+                                        "title": {"zh": f["title_zh"], "en": f["title_en"]},
                                         "clauses": f["clauses"], "severity": f["severity"]})
     ids = sorted(rules)
     remediation = {f["rule_id"]: f["remediation"] for f in doc["findings"]}
@@ -88,22 +52,22 @@ def render_sarif(doc: dict[str, Any]) -> str:
         driver_rules.append(entry)
     results = []
     for f in doc["findings"]:
-        where = f"{f['host']}:{f['port']}" if f["port"] is not None else f["host"]
-        uri = f"tcp://{f['host']}:{f['port']}" if f["port"] is not None else f"host://{f['host']}"
-        if ":" in f["host"]:   # IPv6 literal in a URI needs brackets
-            uri = f"tcp://[{f['host']}]:{f['port']}" if f["port"] is not None else f"host://[{f['host']}]"
+        address = f["address"]
+        where = f"{address}:{f['port']}" if f["port"] is not None else address
+        uri = f"tcp://{address}:{f['port']}" if f["port"] is not None else f"host://{address}"
+        if ":" in address:   # IPv6 literal in a URI needs brackets
+            uri = f"tcp://[{address}]:{f['port']}" if f["port"] is not None else f"host://[{address}]"
         r = f["risk"]
         res: dict[str, Any] = {
             "ruleId": f["rule_id"], "ruleIndex": ids.index(f["rule_id"]), "level": _SARIF_LEVEL[f["severity"]],
             "kind": "fail",
-            "message": {"text": f"{f['title']['en']} on {where}: risk {r['R']:.2f} ({r['level_en']}); "
+            "message": {"text": f"{f['title_en']} on {where}: risk {r['R']:.2f} ({r['level_en']}); "
                                 f"{r['formula']}"},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}},
                            "logicalLocations": [{"name": where, "fullyQualifiedName": where, "kind": "host"}]}],
             "partialFingerprints": {"tcmscan/v1": f["fingerprint"]},
-            "properties": {"host": f["host"], "port": f["port"], "area": f["area"], "severity": f["severity"],
-                           "status": f["status"], "risk": r, "evidence": f["evidence"],
-                           "title_zh": f["title"]["zh"], "remediation": f["remediation"]}}
+            # the finding itself, in the one shape every other format uses
+            "properties": dict(f)}
         if f["status"] == "waived" and f["waiver"]:
             res["suppressions"] = [{"kind": "external", "status": "accepted",
                                     "justification": f"{f['waiver'].get('reason', '')} (owner "
@@ -111,7 +75,7 @@ def render_sarif(doc: dict[str, Any]) -> str:
                                                      f"{f['waiver'].get('expires', '')})"}]
         results.append(res)
     notes = [{"level": "warning", "descriptor": {"id": a["check_id"]},
-              "message": {"text": f"not assessed: {a['check_id']} on {a['host']}"
+              "message": {"text": f"not assessed: {a['check_id']} on {a['address']}"
                                   f"{'' if a['port'] is None else ':' + str(a['port'])}: {a['status']} "
                                   f"({a['reason']}) {a['detail'][:500]}"}}
              for a in doc["not_assessed"]["attempts"]]

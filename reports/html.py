@@ -51,14 +51,12 @@ def environment() -> jinja2.Environment:
 
 def matrix_cells(doc: dict[str, Any]) -> dict[tuple[int, int], tuple[int, int]]:
     """(L bin, F bin) -> (open findings, their worst level): a cell holding a very high risk is drawn as such
-    even where the cell centre alone would be one level lower."""
-    from scanner.assess.grading import _half_up
-
+    even where the cell centre alone would be one level lower. The cell is the one stored at evaluation."""
     cells: dict[tuple[int, int], tuple[int, int]] = {}
     for f in doc["findings"]:
         if f["status"] != "open":
             continue
-        key = (min(5, max(1, _half_up(f["risk"]["L"]))), min(5, max(1, _half_up(f["risk"]["F"]))))
+        key = (int(f["risk"]["cell"][0]), int(f["risk"]["cell"][1]))
         n, worst = cells.get(key, (0, 0))
         cells[key] = (n + 1, max(worst, f["risk"]["level"]))
     return cells

@@ -1,10 +1,14 @@
-"""Report texts in Chinese (default) and English. Keys are short; a missing key shows the key (tested)."""
+"""Report texts in Chinese (default) and English. Keys are short; a missing key shows the key (tested).
+The labels of vocabulary words (severities, verdicts, finding statuses) come from scanner/core/labels.yaml."""
 
 from __future__ import annotations
 
 from typing import Any
 
-LANGS = ("zh", "en")
+from scanner.core.labels import labels_of
+from scanner.core.vocab import FINDING_STATUSES, LANGS, SEVERITIES, VERDICTS
+
+__all__ = ["LANGS", "TEXT", "pick", "t"]
 
 TEXT: dict[str, dict[str, str]] = {
     "title": {"zh": "网络安全风险评估报告", "en": "Network security risk assessment report"},
@@ -44,11 +48,6 @@ TEXT: dict[str, dict[str, str]] = {
     "trend": {"zh": "趋势（同一评估范围）", "en": "Trend (same scope)"},
     "areas": {"zh": "二、第7章各领域合规情况", "en": "2. Compliance by chapter-7 area"},
     "area": {"zh": "领域", "en": "Area"},
-    "passed": {"zh": "通过", "en": "Passed"},
-    "failed": {"zh": "不通过", "en": "Failed"},
-    "waived": {"zh": "豁免", "en": "Waived"},
-    "not_assessed": {"zh": "未评估", "en": "Not assessed"},
-    "not_applicable": {"zh": "不适用", "en": "N/A"},
     "no_rules": {"zh": "本基线暂无规则", "en": "no rules in this baseline"},
     "assessed": {"zh": "已评估", "en": "Assessed"},
     "clauses": {"zh": "条款依据", "en": "Clauses"},
@@ -137,15 +136,13 @@ TEXT: dict[str, dict[str, str]] = {
     "digest": {"zh": "风险项摘要值（SHA-256）", "en": "Findings digest (SHA-256)"},
     "profile_note": {"zh": "基线说明", "en": "Baseline note"},
     "count": {"zh": "数量", "en": "Count"},
-    "sev_critical": {"zh": "严重", "en": "critical"},
-    "sev_high": {"zh": "高", "en": "high"},
-    "sev_medium": {"zh": "中", "en": "medium"},
-    "sev_low": {"zh": "低", "en": "low"},
-    "sev_info": {"zh": "信息", "en": "info"},
-    "st_open": {"zh": "未处置", "en": "open"},
-    "st_waived": {"zh": "已豁免", "en": "waived"},
     "none": {"zh": "无", "en": "none"},
 }
+
+# Vocabulary words: keyed by the word (verdicts), sev_<severity>, st_<finding status>.
+TEXT.update({v: labels_of("verdict", v) for v in VERDICTS})
+TEXT.update({f"sev_{s}": labels_of("severity", s) for s in SEVERITIES})
+TEXT.update({f"st_{s}": labels_of("finding_status", s) for s in FINDING_STATUSES})
 
 
 def t(key: str, lang: str, **kw: Any) -> str:

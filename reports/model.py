@@ -14,13 +14,23 @@ from typing import Any
 from scanner import __version__
 from scanner.assess.baseline import Profile, load_profile
 from scanner.assess.evaluate import diff_findings
-from scanner.assess.grading import ScanGrade, asset_value, grade_scan, model, threat
+from scanner.assess.grading import (
+    ScanGrade,
+    asset_value,
+    grade_scan,
+    model,
+    scan_vantage,
+    stored_findings,
+    threat,
+)
 from scanner.core.errors import TcmscanError
 from scanner.core.models import Finding
+from scanner.core.output import finding_brief, finding_json
+from scanner.core.vocab import SEVERITIES, VERDICTS
 from scanner.store import Store
 
 SCHEMA_ID = "https://tcmscan.invalid/schema/report.schema.json"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "2.0"   # 2.0: findings in the one shape (address, title_zh/title_en, risk.cell)
 TREND_SCANS = 10
 
 
@@ -45,27 +55,11 @@ def _profile_for(scan: dict[str, Any]) -> tuple[Profile | None, str]:
     return None, "profile not found: clauses shown only for findings"
 
 
-def _vantage(scan: dict[str, Any]) -> str:
-    return (scan.get("settings") or {}).get("vantage", "user")
-
-
-def _finding_row(f: Finding, risk: dict[str, Any] | None) -> dict[str, Any]:
-    return {"fingerprint": f.fingerprint, "rule_id": f.rule_id, "check_id": f.check_id, "host": f.address,
-            "port": f.port, "severity": f.severity, "status": f.status, "area": f.area,
-            "title": {"zh": f.title_zh, "en": f.title_en}, "clauses": dict(f.clauses), "evidence": f.evidence,
-            "evidence_key": f.evidence_key, "remediation": dict(f.remediation), "basis": f.basis,
-            "capability": f.capability, "waiver": f.waiver, "risk": risk}
-
-
-def _brief(f: Finding) -> dict[str, Any]:
-    return {"fingerprint": f.fingerprint, "rule_id": f.rule_id, "host": f.address, "port": f.port,
-            "severity": f.severity, "title": {"zh": f.title_zh, "en": f.title_en}}
-
-
 def _grade_of(store: Store, scan_id: str) -> tuple[dict[str, Any], ScanGrade, list[Finding]]:
+    """Host, area and posture grades from the risk stored with each finding at evaluation (no re-grading)."""
     scan = store.scan(scan_id)
-    findings = store.findings(scan_id)
-    g = grade_scan(store.assets(scan_id), findings, store.rule_results(scan_id), _vantage(scan))
+    findings = stored_findings(store, scan_id)
+    g = grade_scan(store.assets(scan_id), findings, store.rule_results(scan_id), scan_vantage(scan))
     return scan, g, findings
 
 
@@ -92,8 +86,8 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
     profile, profile_note = _profile_for(scan)
     rules = {r.id: r for r in profile.rules} if profile else {}
 
-    frows = [_finding_row(f, g.risks[f.fingerprint].to_dict()) for f in findings]
-    frows.sort(key=lambda r: (r["status"] != "open", -r["risk"]["R"], r["host"], r["port"] or 0, r["rule_id"]))
+    frows = [finding_json(f) for f in findings]
+    frows.sort(key=lambda r: (r["status"] != "open", -r["risk"]["R"], r["address"], r["port"] or 0, r["rule_id"]))
 
     # Per rule: verdict counts and clauses (from the profile; from a finding if the profile is gone).
     rule_rows: dict[str, dict[str, Any]] = {}
@@ -103,7 +97,7 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
             "title": dict(rules[r.rule_id].title) if r.rule_id in rules else {"zh": r.rule_id, "en": r.rule_id},
             "clauses": dict(rules[r.rule_id].clauses) if r.rule_id in rules else {},
             "severity": rules[r.rule_id].severity if r.rule_id in rules else "",
-            "counts": {v: 0 for v in ("passed", "failed", "waived", "not_assessed", "not_applicable")}})
+            "counts": {v: 0 for v in VERDICTS}})
         row["counts"][r.status] = row["counts"].get(r.status, 0) + 1
     for f in findings:
         if f.rule_id in rule_rows and not rule_rows[f.rule_id]["clauses"]:
@@ -119,11 +113,16 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
                       "rules": area_rules})
 
     by_addr = {a.address: a for a in assets}
+    # A host's A and T as its findings were graded with; computed only for a host without findings.
+    stored = {f.address: f.risk for f in findings if f.risk}
     hosts = []
     for address, hg in g.hosts.items():
         a = by_addr.get(address)
-        A, a_src = asset_value(a)
-        T, t_src = threat(a, _vantage(scan))
+        if address in stored:
+            r = stored[address]
+            (A, a_src), (T, t_src) = (r["A"], r["inputs"]["A"]), (r["T"], r["inputs"]["T"])
+        else:
+            (A, a_src), (T, t_src) = asset_value(a), threat(a, scan_vantage(scan))
         hosts.append({
             "address": address, "name": a.name if a else "", "role": a.role if a else "",
             "class": a.cls if a else "", "zone": a.zone if a else "", "owner": a.owner if a else "",
@@ -134,21 +133,21 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
                       "open_by_level": {str(k): v for k, v in hg.open_by_level.items()}, "waived": hg.waived,
                       "not_assessed": hg.not_assessed, "basis": hg.basis},
             "asset_value": {"value": A, "from": a_src}, "threat": {"value": T, "from": t_src},
-            "findings": [r["fingerprint"] for r in frows if r["host"] == address]})
+            "findings": [r["fingerprint"] for r in frows if r["address"] == address]})
 
     prev = store.previous_scan_id(scan_id)
     diff: dict[str, Any] = {"previous_scan_id": prev}
     if prev:
         d = diff_findings(store.findings(prev), findings, results)
-        diff.update({k: [_brief(f) for f in v] for k, v in d.items()})
+        diff.update({k: [finding_brief(f) for f in v] for k, v in d.items()})
     else:
         diff.update({k: [] for k in ("new", "fixed", "persisting", "waived", "not_reassessed")})
 
     not_assessed = {
-        "attempts": [{"check_id": t["check_id"], "host": t["address"], "port": t["port"], "status": t["status"],
+        "attempts": [{"check_id": t["check_id"], "address": t["address"], "port": t["port"], "status": t["status"],
                       "reason": t["reason"], "detail": t["detail"] or ""}
                      for t in attempts if t["status"] in ("error", "skipped", "pending")],
-        "rules": [{"rule_id": r.rule_id, "host": r.address, "reason": r.reason} for r in results
+        "rules": [{"rule_id": r.rule_id, "address": r.address, "reason": r.reason} for r in results
                   if r.status == "not_assessed"]}
 
     open_f = [f for f in findings if f.status == "open"]
@@ -163,7 +162,7 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
         "tool": {"name": "tcmscan", "version": __version__, "scan_tool_version": scan.get("tool_version") or ""},
         "scan": {"id": scan_id, "status": scan["status"], "created": scan["created"], "started": scan["started"],
                  "finished": scan.get("finished"), "targets": scan["targets"], "scope": scan["scope"],
-                 "exclude": scan.get("exclude") or [], "vantage": _vantage(scan),
+                 "exclude": scan.get("exclude") or [], "vantage": scan_vantage(scan),
                  "checks_selected": settings.get("checks"),
                  "check_versions": scan.get("check_versions") or {},
                  "profile": {"id": scan["profile_id"], "version": scan["profile_version"],
@@ -176,7 +175,7 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
             "findings_waived": sum(1 for f in findings if f.status == "waived"),
             "open_by_level": {str(lv): levels.count(lv) for lv in range(5, 0, -1)},
             "open_by_severity": {s: sum(1 for f in open_f if f.severity == s)
-                                 for s in ("critical", "high", "medium", "low", "info")},
+                                 for s in reversed(SEVERITIES)},
             "rules_not_assessed": len(not_assessed["rules"]),
             "attempts_not_completed": len(not_assessed["attempts"]),
             "findings_digest": findings_digest(findings)},
@@ -194,7 +193,7 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
         "diff": diff,
         "not_assessed": not_assessed,
         "trend": trend(store, scan),
-        "events": [{"time": e["time"], "host": e["address"] or "", "message": e["message"]}
+        "events": [{"time": e["time"], "address": e["address"] or "", "message": e["message"]}
                    for e in store.events(scan_id)][:500],
     }
     return doc

@@ -1,5 +1,5 @@
-"""Observations judged against a baseline profile: findings with stable fingerprints, and a verdict per
-(rule, asset) in which an error is never a pass."""
+"""Observations judged against a baseline profile: findings with stable fingerprints and their GB/T 20984 risk
+(graded here, once, and stored with them), and a verdict per (rule, asset) in which an error is never a pass."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from scanner.assess.baseline import Profile, Rule, Waiver
 from scanner.assess.expr import ExprError, Namespace, evaluate
+from scanner.assess.grading import grade_finding
 from scanner.core.knowledge import knowledge
 from scanner.core.models import Asset, Finding, Observation, RuleResult
 
@@ -136,6 +137,8 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
                             capability=rule.capability, status="waived" if w else "open",
                             waiver=None if not w else {"owner": w.owner, "reason": w.reason, "expires": str(w.expires)})
                 if fp not in findings:
+                    # graded now and stored with it: a report renders these figures, it never re-grades
+                    f.risk = grade_finding(f, asset, vantage).to_dict()
                     findings[fp] = f
                     hits.append(f)
             failed = [t for t in ran if t["status"] != "completed"]

@@ -10,25 +10,17 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from scanner.core.knowledge import knowledge
+from scanner.core.labels import labels_of
 from scanner.core.models import Asset, Finding, RuleResult
-from scanner.core.vocab import AREAS
+from scanner.core.vocab import AREAS, VERDICTS
+from scanner.store import Store
 
-AREA_NAMES: dict[str, dict[str, str]] = {
-    "crypto": {"zh": "密码应用", "en": "Cryptography"},
-    "hardening": {"zh": "安全计算环境（加固）", "en": "Hardening"},
-    "accounts": {"zh": "身份鉴别与账户（人员安全）", "en": "Identity and accounts"},
-    "audit": {"zh": "安全审计", "en": "Security audit"},
-    "backup": {"zh": "容灾备份与恢复", "en": "Backup and recovery"},
-    "medical": {"zh": "医疗设备信息安全", "en": "Medical equipment security"},
-    "data": {"zh": "数据安全", "en": "Data security"},
-    "network": {"zh": "网络与区域边界", "en": "Network and boundary"},
-}
-VERDICTS = ("passed", "failed", "waived", "not_assessed", "not_applicable")
+AREA_NAMES: dict[str, dict[str, str]] = {a: labels_of("area", a) for a in AREAS}   # scanner/core/labels.yaml
 
 
 def model() -> dict[str, Any]:
@@ -112,7 +104,15 @@ class Risk:
                 f"R=L·F={self.R:.2f}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "formula": self.explain}
+        """What is stored with the finding (Finding.risk) and shown by every format; a list for the cell so the
+        dict is the same before and after a JSON round trip."""
+        return {**asdict(self), "formula": self.explain, "cell": list(self.cell)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Risk:
+        """The stored figures as they were computed at evaluation: nothing is re-derived from the model."""
+        return cls(int(d["A"]), int(d["T"]), int(d["V"]), float(d["L"]), float(d["F"]), float(d["R"]),
+                   int(d["level"]), d["level_zh"], d["level_en"], dict(d.get("inputs") or {}))
 
     @property
     def cell(self) -> tuple[int, int]:
@@ -143,6 +143,27 @@ def grade_finding(finding: Finding, asset: Asset | None, vantage: str) -> Risk:
     T, t_src = threat(asset, vantage)
     V, v_src = vulnerability(finding)
     return compute_risk(A, T, V, {"A": a_src, "T": t_src, "V": v_src})
+
+
+def scan_vantage(scan: dict[str, Any]) -> str:
+    """The zone a stored scan ran from (scan --vantage), as evaluation used it."""
+    return (scan.get("settings") or {}).get("vantage", "user")
+
+
+def with_risk(findings: list[Finding], assets: list[Asset], vantage: str) -> list[Finding]:
+    """Findings with their risk: the stored figures as they are; a finding without any (stored before schema
+    3) is graded now with the current model, since the old scan cannot be re-judged without changing it."""
+    by_addr = {a.address: a for a in assets}
+    return [f if f.risk is not None else
+            replace(f, risk=grade_finding(f, by_addr.get(f.address), vantage).to_dict()) for f in findings]
+
+
+def stored_findings(store: Store, scan_id: str) -> list[Finding]:
+    """A stored scan's findings, each with its risk: what the CLI and the report read."""
+    findings = store.findings(scan_id)
+    if all(f.risk is not None for f in findings):
+        return findings
+    return with_risk(findings, store.assets(scan_id), scan_vantage(store.scan(scan_id)))
 
 
 # -- hosts, areas, posture ---------------------------------------------------------------------------------
@@ -267,8 +288,9 @@ class ScanGrade:
 
 
 def grade_scan(assets: list[Asset], findings: list[Finding], results: list[RuleResult], vantage: str) -> ScanGrade:
+    """Host, area and posture grades from each finding's stored risk (graded here only if it has none)."""
     by_addr = {a.address: a for a in assets}
-    risks = {f.fingerprint: grade_finding(f, by_addr.get(f.address), vantage) for f in findings}
+    risks = {f.fingerprint: Risk.from_dict(f.risk) for f in with_risk(findings, assets, vantage)}
     pairs = [(f, risks[f.fingerprint]) for f in findings]
     hosts = {}
     for address in sorted({*by_addr, *(f.address for f in findings)}, key=_addr_key):

@@ -1,5 +1,6 @@
 """The `tcmscan` command. Every error is one line on stderr and a documented exit code:
-0 done and nothing at or above --fail-on, 1 findings at or above it, 2 usage or input error, 3 scan could not run."""
+0 done and nothing at or above --fail-on, 1 findings at or above it, 2 usage or input error, 3 scan could not run
+(scanner/core/vocab.py EXIT_*)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,32 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 from scanner import __version__
 from scanner.assess.baseline import DEFAULT_PROFILE, list_profiles, load_profile
 from scanner.assess.evaluate import diff_findings
+from scanner.assess.grading import stored_findings
 from scanner.core.cli_parser import Parser
 from scanner.core.errors import TcmscanError, UsageError
-from scanner.core.output import FINDING_FIELDS, dumps, finding_json, observation_json, table, to_csv
-from scanner.core.vocab import EXIT_FINDINGS, EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE, SEVERITIES, severity_rank
+from scanner.core.output import dumps, finding_json, findings_csv, observation_json, table
+from scanner.core.vocab import (
+    ATTEMPT_STATUSES,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_SCAN_FAILED,
+    EXIT_USAGE,
+    LANGS,
+    SEVERITIES,
+    severity_rank,
+)
+from scanner.engine import settings as scan_settings
 from scanner.engine.plugins import load_registry
-from scanner.engine.scan import ScanSettings, default_data_dir, evaluate_stored, resume_scan, start_scan
+from scanner.engine.scan import default_data_dir, evaluate_stored, resume_scan, start_scan
 from scanner.store import Store
 
 COMMANDS_GROUP = "tcmscan.commands"
+DB_HELP = "SQLite database"
 
 
 def default_db() -> str:
@@ -43,13 +55,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     else:
         if not args.scope:
             raise UsageError("--scope is required: tcmscan never scans outside an allowlist")
-        settings = ScanSettings(targets=args.targets, scope=args.scope, exclude=args.exclude or [],
-                                exclude_mac=args.exclude_mac or [], inventory=args.inventory, profile=args.profile,
-                                credentials=args.credentials, checks=args.checks, workers=args.workers,
-                                vantage=args.vantage, known_hosts=args.known_hosts, ping=not args.no_ping,
-                                extra_ports=args.ports or [],
-                                ca_file=str(Path(args.ca_file).resolve()) if args.ca_file else None)
-        scan_id = start_scan(settings, store, quiet=args.quiet)
+        scan_id = start_scan(scan_settings.from_args(args), store, quiet=args.quiet)
     findings = [f for f in store.findings(scan_id) if f.status == "open"]
     counts = {s: sum(1 for f in findings if f.severity == s) for s in reversed(SEVERITIES)}
     print(scan_id)
@@ -81,13 +87,14 @@ def _scan_id(store: Store, scan_id: str | None) -> str:
 def cmd_findings(args: argparse.Namespace) -> int:
     store = open_store(args)
     scan_id = _scan_id(store, args.scan_id)
-    findings = store.findings(scan_id)
+    findings = stored_findings(store, scan_id)
     if args.min_severity:
         findings = [f for f in findings if severity_rank(f.severity) >= severity_rank(args.min_severity)]
     if args.format == "json":
         print(dumps([finding_json(f) for f in findings]))
     elif args.format == "csv":
-        sys.stdout.write(to_csv([finding_json(f) for f in findings], FINDING_FIELDS))
+        names = {a.address: a.name for a in store.assets(scan_id)}
+        sys.stdout.write(findings_csv([finding_json(f) for f in findings], names))
     else:
         title = "title_zh" if args.lang == "zh" else "title_en"
         print(table([[f.severity, f.address, f.port or "", f.rule_id, getattr(f, title)[:60],
@@ -123,7 +130,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     store = open_store(args)
     store.scan(args.old)
     store.scan(args.new)
-    d = diff_findings(store.findings(args.old), store.findings(args.new), store.rule_results(args.new))
+    d = diff_findings(stored_findings(store, args.old), stored_findings(store, args.new),
+                      store.rule_results(args.new))
     if args.format == "json":
         print(dumps({k: [finding_json(f) for f in v] for k, v in d.items()}))
         return EXIT_OK
@@ -217,25 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="tcmscan", description="Security-posture and risk-assessment scanner for hospitals "
                 "(TCM hospital spec 2024 ch. 7, GB/T 22239-2019 L3, GB/T 39786-2021, GB/T 20984-2022).")
     p.add_argument("--version", action="version", version=f"tcmscan {__version__}")
-    p.add_argument("--db", default=default_db(), help="SQLite database (default: $TCMSCAN_DB or %(default)s)")
+    p.add_argument("--db", default=default_db(), metavar="FILE",
+                   help=f"{DB_HELP} (default: $TCMSCAN_DB or %(default)s); also after the sub-command")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     s = sub.add_parser("scan", help="discover, check and evaluate targets")
-    s.add_argument("targets", nargs="*", metavar="TARGET", help="addresses, CIDRs, ranges (a.b.c.d-e) or names")
-    s.add_argument("--scope", action="append", metavar="CIDR", help="allowlist; repeat for several (required)")
-    s.add_argument("--exclude", action="append", metavar="ADDR", help="do-not-touch address or CIDR")
-    s.add_argument("--exclude-mac", action="append", metavar="PREFIX", help="do-not-touch MAC vendor prefix")
-    s.add_argument("--inventory", metavar="FILE", help="asset inventory (YAML)")
-    s.add_argument("--profile", default=DEFAULT_PROFILE, help="baseline profile id or file (default %(default)s)")
-    s.add_argument("--credentials", metavar="FILE", help="credentials for authenticated checks (YAML)")
-    s.add_argument("--known-hosts", metavar="FILE", help="SSH host keys pinned on first use")
-    s.add_argument("--ca-file", metavar="PEM", help="CA bundle of the hospital's own PKI, trusted besides the system's")
-    s.add_argument("--checks", action="append", metavar="ID", help="run only these checks or families")
-    s.add_argument("--ports", type=_port, action="append", metavar="PORT", help="extra TCP port to probe")
-    s.add_argument("--workers", type=int, default=16, help="concurrent attempts (default %(default)s)")
-    s.add_argument("--vantage", default="user", choices=["user", "server", "management", "clinical", "internet"],
-                   help="network zone the scanner runs from (default %(default)s)")
-    s.add_argument("--no-ping", action="store_true", help="treat every target as alive")
+    scan_settings.add_arguments(s)         # every scan setting, declared once in scanner/engine/settings.py
     s.add_argument("--fail-on", default="high", choices=SEVERITIES, help="exit 1 at or above (default %(default)s)")
     s.add_argument("--resume", metavar="SCAN_ID", help="finish an interrupted scan")
     s.add_argument("-q", "--quiet", action="store_true", help="print only the scan id")
@@ -248,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("findings", help="findings of a scan (default: the latest)")
     s.add_argument("scan_id", nargs="?")
     s.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    s.add_argument("--lang", choices=["zh", "en"], default="zh")
+    s.add_argument("--lang", choices=LANGS, default=LANGS[0])
     s.add_argument("--min-severity", choices=SEVERITIES)
     s.set_defaults(func=cmd_findings)
 
@@ -260,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("attempts", help="every (check, asset) attempt with status and reason")
     s.add_argument("scan_id", nargs="?")
-    s.add_argument("--status", choices=["pending", "completed", "error", "skipped", "not_applicable"])
+    s.add_argument("--status", choices=ATTEMPT_STATUSES)
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.set_defaults(func=cmd_attempts)
 
@@ -287,16 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = base.add_parser("show", help="rules of a profile")
     s.add_argument("profile", nargs="?", default=DEFAULT_PROFILE)
     s.add_argument("--json", action="store_true")
-    s.add_argument("--lang", choices=["zh", "en"], default="en")
+    s.add_argument("--lang", choices=LANGS, default="en")
     s.set_defaults(func=cmd_baseline_show)
-    s = base.add_parser("validate", help="validate a profile (id or file)")
-    s.add_argument("profile")
+    s = base.add_parser("validate", help="validate a profile (id or file; default the built-in one)")
+    s.add_argument("profile", nargs="?", default=DEFAULT_PROFILE)
     s.set_defaults(func=cmd_baseline_validate)
 
     s = sub.add_parser("waive", help="accept a finding: owner, reason and expiry required")
     s.add_argument("rule", help="rule id (glob allowed, e.g. 'crypto.tls.*')")
     s.add_argument("--host", required=True, help="address, CIDR or *")
-    s.add_argument("--port", type=_port)
+    s.add_argument("--port", type=scan_settings.port_arg)
     s.add_argument("--owner", required=True)
     s.add_argument("--reason", required=True)
     s.add_argument("--expires", required=True, help="YYYY-MM-DD")
@@ -305,7 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     for _name, register in _extensions():
         register(sub)
+    _db_after_subcommand(sub)
     return p
+
+
+def _db_after_subcommand(sub: argparse._SubParsersAction) -> None:
+    """`--db` after any sub-command too (`tcmscan scan ... --db FILE`), plug-ins' included. It has no default
+    there, so the value before the sub-command (or its default) stands unless one is given after it, which wins."""
+    for parser in dict.fromkeys(sub.choices.values()):          # a parser with aliases is listed once
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _db_after_subcommand(action)
+        if not nested and "--db" not in parser._option_string_actions:
+            parser.add_argument("--db", default=argparse.SUPPRESS, metavar="FILE",
+                                help=f"{DB_HELP} (also before the sub-command)")
 
 
 def _extensions() -> list[tuple[str, Callable[[Any], None]]]:
@@ -322,16 +330,6 @@ def _extensions() -> list[tuple[str, Callable[[Any], None]]]:
             continue
         found.append((ep.name, register))
     return found
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {v}")
-    return v
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:

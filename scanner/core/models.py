@@ -133,6 +133,10 @@ class Finding:
     capability: str = ""
     status: str = "open"              # open | waived
     waiver: dict[str, Any] | None = None
+    # GB/T 20984 figures fixed at evaluation (scanner/assess/grading.Risk.to_dict: A, T, V, L, F, R, level,
+    # level_zh, level_en, inputs, formula, cell) so every reader shows the same numbers; None only for a
+    # finding stored before schema 3, which readers grade on read (grading.stored_findings).
+    risk: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,5 @@
-"""Table, JSON and CSV renderings of findings, observations and attempts for the terminal and pipes."""
+"""Table, JSON and CSV renderings of findings, observations and attempts: the one finding shape and its CSV
+rows, used by the terminal, the report, SARIF and notifications alike."""
 
 from __future__ import annotations
 
@@ -9,16 +10,69 @@ from typing import Any
 
 from scanner.core.models import Finding, Observation
 
+# The one shape of a finding outside the program: the CLI's JSON, the report's findings, SARIF properties and
+# (projected) notifications, job summaries and diffs all use these keys and nothing else.
 FINDING_FIELDS = ("fingerprint", "rule_id", "check_id", "address", "port", "severity", "status", "title_zh",
                   "title_en", "area", "clauses", "evidence", "evidence_key", "remediation", "basis", "capability",
-                  "waiver")
+                  "waiver", "risk")
+# The short form: a projection of the same dict. Never evidence (it can quote a default password).
+FINDING_BRIEF_FIELDS = ("fingerprint", "rule_id", "address", "port", "severity", "title_zh", "title_en")
+# The one CSV column list (`tcmscan findings --format csv` and the report's findings.csv): the canonical dict
+# flattened for spreadsheets, plus the asset's name beside its address.
+CLAUSE_KEYS = ("tcm2024", "gbt22239", "gbt39786")
+FINDING_CSV_FIELDS = ("fingerprint", "address", "host_name", "port", "rule_id", "check_id", "area", "severity",
+                      "status", "risk_level", "risk_level_zh", "risk_R", "A", "T", "V", "L", "F", "risk_formula",
+                      "title_zh", "title_en", *(f"clause_{k}" for k in CLAUSE_KEYS), "evidence", "evidence_key",
+                      "remediation_zh", "remediation_en", "basis", "capability", "waiver_owner", "waiver_reason",
+                      "waiver_expires")
 # Spreadsheet programs execute cells that start with these; host-controlled text must not.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Spreadsheets cap a cell at 32,767 characters and split or drop longer ones: clip well below.
+CSV_CELL_MAX = 32000
 
 
 def finding_json(f: Finding) -> dict[str, Any]:
+    """The canonical dict of a finding, risk included as stored (None only before it is graded)."""
     d = f.to_dict()
     return {k: d[k] for k in FINDING_FIELDS}
+
+
+def finding_brief(f: Finding) -> dict[str, Any]:
+    d = finding_json(f)
+    return {k: d[k] for k in FINDING_BRIEF_FIELDS}
+
+
+def finding_csv_row(d: dict[str, Any], host_name: str = "") -> dict[str, Any]:
+    """A canonical finding dict as one CSV row (raw values; findings_csv neutralises and clips them)."""
+    r, wv = d["risk"] or {}, d["waiver"] or {}
+
+    def two(k: str) -> str:
+        return "" if k not in r else f"{r[k]:.2f}"
+
+    return {"fingerprint": d["fingerprint"], "address": d["address"], "host_name": host_name, "port": d["port"],
+            "rule_id": d["rule_id"], "check_id": d["check_id"], "area": d["area"], "severity": d["severity"],
+            "status": d["status"], "risk_level": r.get("level_en", ""), "risk_level_zh": r.get("level_zh", ""),
+            "risk_R": two("R"), "A": r.get("A"), "T": r.get("T"), "V": r.get("V"), "L": two("L"), "F": two("F"),
+            "risk_formula": r.get("formula", ""), "title_zh": d["title_zh"], "title_en": d["title_en"],
+            **{f"clause_{k}": d["clauses"].get(k, "") for k in CLAUSE_KEYS}, "evidence": d["evidence"],
+            "evidence_key": d["evidence_key"], "remediation_zh": d["remediation"].get("zh", ""),
+            "remediation_en": d["remediation"].get("en", ""), "basis": d["basis"], "capability": d["capability"],
+            "waiver_owner": wv.get("owner", ""), "waiver_reason": wv.get("reason", ""),
+            "waiver_expires": wv.get("expires", "")}
+
+
+def findings_csv(findings: list[dict[str, Any]], host_names: dict[str, str] | None = None, *,
+                 bom: bool = False) -> str:
+    """Canonical finding dicts as CSV with FINDING_CSV_FIELDS; every cell neutralised and clipped. `bom` for a
+    file: spreadsheet programs in zh-CN locales read UTF-8 CSV as GBK without it."""
+    names = host_names or {}
+    buf = io.StringIO()
+    w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    w.writerow(FINDING_CSV_FIELDS)
+    for d in findings:
+        row = finding_csv_row(d, names.get(d["address"], ""))
+        w.writerow([csv_cell(row[k]) for k in FINDING_CSV_FIELDS])
+    return ("\ufeff" if bom else "") + buf.getvalue()
 
 
 def observation_json(o: Observation) -> dict[str, Any]:
@@ -36,13 +90,15 @@ def csv_safe(value: Any) -> str:
     return text
 
 
-def to_csv(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(fields)
-    for r in rows:
-        w.writerow(["" if r.get(f) is None else csv_safe(r.get(f)) for f in fields])
-    return buf.getvalue()
+def csv_cell(value: Any) -> str:
+    """One spreadsheet cell: JSON for structures, formula-neutralised, clipped with the full length said."""
+    if value is None:
+        return ""
+    text = csv_safe(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True,
+                                                                    default=str))
+    if len(text) > CSV_CELL_MAX:
+        text = text[:CSV_CELL_MAX] + f"…[truncated, {len(text)} characters; full value in report.json]"
+    return text
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:

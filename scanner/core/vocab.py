@@ -1,7 +1,8 @@
 """The one vocabulary: every closed list of words the tool uses, in one place.
 
 CLI choices, job-file validation, JSON-schema enums and report labels are generated from these tuples or
-tested against them; their zh/en labels live in `labels.yaml` beside this file (see `label()`).
+tested against them (tests/engine/test_vocab.py); their zh/en labels live in `labels.yaml` beside this file,
+read by `scanner.core.labels.label(kind, value, lang)`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ ATTEMPT_REASONS = (
 )
 # Verdict of one rule on one asset.
 VERDICTS = ("passed", "failed", "waived", "not_assessed", "not_applicable")
+# A finding is open, or waived (a risk accepted by its owner until the waiver expires).
+FINDING_STATUSES = ("open", "waived")
+# Languages of every label, report and notification; the first is the default.
+LANGS = ("zh", "en")
 # A check's granularity: one attempt per matching service, or one per asset.
 GRANULARITIES = ("service", "host")
 
@@ -29,6 +34,7 @@ EXIT_FINDINGS = 1          # findings at or above --fail-on; `verify`: the bundl
 EXIT_USAGE = 2             # bad arguments or input
 EXIT_SCAN_FAILED = 3       # the scan could not run
 EXIT_DELIVERY = 4          # `run JOB`: scan stored, but a report or an alert could not be delivered
+EXIT_VERIFY_FAILED = EXIT_FINDINGS   # `verify`: the bundle does not verify (one "something to act on" code)
 EXIT_CODES = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage",
               EXIT_SCAN_FAILED: "scan-failed", EXIT_DELIVERY: "delivery-failed"}
 

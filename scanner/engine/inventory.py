@@ -10,9 +10,8 @@ from typing import Any
 import yaml
 
 from scanner.core.errors import UsageError
-from scanner.core.vocab import ASSET_CLASSES
+from scanner.core.vocab import ASSET_CLASSES, ZONES
 
-ZONES = ("internet", "dmz", "user", "server", "management", "clinical")
 # Roles whose data or function is core to care (the spec's tertiary core systems) or patient-connected.
 ROLE_CLASS = {
     "his": "server", "emr": "server", "lis": "server", "ris": "server", "database": "server",

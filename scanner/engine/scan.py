@@ -7,20 +7,22 @@ import datetime as dt
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from scanner import __version__
-from scanner.assess.baseline import DEFAULT_PROFILE, Profile, Waiver, load_profile
+from scanner.assess.baseline import Profile, Waiver, load_profile
 from scanner.assess.evaluate import evaluate_scan
 from scanner.core.errors import TcmscanError, UsageError
 from scanner.core.models import Asset, Service
+from scanner.core.scope import Scope
 from scanner.engine.discovery import find_live_hosts, privileged, scan_services
 from scanner.engine.inventory import Inventory, InventoryEntry, class_for_role, load_inventory
 from scanner.engine.plugins import Registry, load_registry
 from scanner.engine.progress import Progress, say
-from scanner.engine.runner import DEFAULT_HOST_CAP, DEFAULT_WORKERS, LocalExecutor, plan_attempts
+from scanner.engine.runner import LocalExecutor, plan_attempts
+from scanner.engine.settings import ScanSettings, settings_from_stored  # ScanSettings re-exported
 from scanner.engine.targets import build_target_set
 from scanner.sdk.context import RunEnv
 from scanner.sdk.credentials import CredentialStore, load_credentials
@@ -32,31 +34,6 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("TCMSCAN_HOME", Path.home() / ".local" / "share" / "tcmscan"))
 
 
-@dataclass
-class ScanSettings:
-    """Everything needed to run or resume a scan. Paths only: no secret is ever stored."""
-
-    targets: list[str]
-    scope: list[str]
-    exclude: list[str] = field(default_factory=list)
-    exclude_mac: list[str] = field(default_factory=list)
-    inventory: str | None = None
-    profile: str = DEFAULT_PROFILE
-    credentials: str | None = None
-    checks: list[str] | None = None
-    workers: int = DEFAULT_WORKERS
-    host_cap: int = DEFAULT_HOST_CAP
-    vantage: str = "user"
-    known_hosts: str | None = None
-    ping: bool = True
-    extra_ports: list[int] = field(default_factory=list)
-    ca_file: str | None = None          # extra CA bundle the hospital trusts (its own PKI), for certificate checks
-
-    def check_options(self) -> dict[str, Any]:
-        """Options every attempt receives (plain data: they travel with the AttemptSpec)."""
-        return {"tls_ca_file": self.ca_file} if self.ca_file else {}
-
-
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -65,9 +42,14 @@ def new_scan_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("s%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
 
 
+def scope_of(settings: ScanSettings) -> Scope:
+    """The scan's allowlist and do-not-touch list, parsed (UsageError on a bad network)."""
+    return Scope.parse(settings.scope, settings.exclude)
+
+
 def prepare(settings: ScanSettings) -> tuple[Inventory, CredentialStore, Profile, Registry]:
     """Validate every input before any packet leaves."""
-    build_target_set(settings.targets, settings.scope, settings.exclude)
+    build_target_set(settings.targets, scope_of(settings))
     if settings.ca_file and not Path(settings.ca_file).is_file():
         raise UsageError(f"CA file {settings.ca_file} does not exist")
     inventory = load_inventory(settings.inventory)
@@ -92,8 +74,8 @@ def start_scan(settings: ScanSettings, store: Store, *, quiet: bool = False, sca
         "settings": asdict(settings), "inventory": inventory.to_dict(), "profile_id": profile.id,
         "profile_version": profile.version, "profile_sha256": profile.sha256, "tool_version": __version__,
         "check_versions": {c.meta.id: c.meta.version for c in registry.select(settings.checks)}, "error": None})
-    say(f"scan {scan_id} started ({len(build_target_set(settings.targets, settings.scope, settings.exclude).addresses)}"
-        f" targets, profile {profile.id} {profile.version})", quiet)
+    n = len(build_target_set(settings.targets, scope_of(settings)).addresses)
+    say(f"scan {scan_id} started ({n} targets, profile {profile.id} {profile.version})", quiet)
     continue_scan(scan_id, store, creds=creds, profile=profile, registry=registry, quiet=quiet)
     return scan_id
 
@@ -102,7 +84,7 @@ def resume_scan(scan_id: str, store: Store, *, credentials: str | None = None, q
     row = store.scan(scan_id)
     if row["status"] == "done":
         raise UsageError(f"scan {scan_id} is already complete")
-    settings = ScanSettings(**row["settings"])
+    settings = settings_from_stored(row["settings"])
     if credentials:
         settings.credentials = credentials
     creds = load_credentials(settings.credentials)
@@ -142,7 +124,7 @@ def continue_scan(scan_id: str, store: Store, *, creds: CredentialStore, profile
 def _continue(scan_id: str, store: Store, *, creds: CredentialStore, profile: Profile, registry: Registry,
               quiet: bool) -> None:
     row = store.scan(scan_id)
-    settings = ScanSettings(**row["settings"])
+    settings = settings_from_stored(row["settings"])
     inventory = _inventory_from_row(row)
     phase = row["phase"]
     if phase == "created":
@@ -174,7 +156,7 @@ def _continue(scan_id: str, store: Store, *, creds: CredentialStore, profile: Pr
 
 
 def discover(settings: ScanSettings, inventory: Inventory, store: Store, scan_id: str, quiet: bool) -> list[Asset]:
-    targets = build_target_set(settings.targets, settings.scope, settings.exclude)
+    targets = build_target_set(settings.targets, scope_of(settings))
     for a in targets.excluded:
         store.add_event(scan_id, now_iso(), a, "on the do-not-touch list: not probed")
     raw = privileged()
@@ -233,8 +215,7 @@ def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[An
     specs = [s for s in specs if s.attempt_id in pending]
     versions = {c.meta.id: c.meta.version for c in checks}
     known_hosts = Path(settings.known_hosts) if settings.known_hosts else default_data_dir() / "known_hosts"
-    env = RunEnv(scope=settings.scope, exclude=settings.exclude, credentials=creds, known_hosts=known_hosts,
-                 vantage=settings.vantage)
+    env = RunEnv(scope=scope_of(settings), credentials=creds, known_hosts=known_hosts, vantage=settings.vantage)
     bar = Progress("checks", len(specs))
 
     def on_result(result: Any) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from scanner.core.errors import UsageError
-from scanner.core.scope import IPAddress, IPNetwork, parse_network
+from scanner.core.scope import IPAddress, Scope, parse_network
 
 MAX_ADDRESSES = 65536  # a /16; larger sweeps are a mistake for a hospital scan
 
@@ -75,16 +75,18 @@ def expand_target(text: str) -> tuple[list[IPAddress], str | None]:
     return _resolve(text), text
 
 
-def parse_excludes(items: Iterable[str]) -> list[IPNetwork]:
-    return [parse_network(i) for i in items]
+def build_target_set(targets: Iterable[str], scope: Scope | Iterable[str], exclude: Iterable[str] = ()
+                     ) -> TargetSet:
+    """Expand targets, refuse anything outside the scope, drop do-not-touch addresses.
 
-
-def build_target_set(targets: Iterable[str], scope: Iterable[str], exclude: Iterable[str] = ()) -> TargetSet:
-    """Expand targets, refuse anything outside the scope, drop do-not-touch addresses."""
-    scope_nets = [parse_network(s) for s in scope]
-    if not scope_nets:
+    `scope` is the scan's Scope; texts (allowlist, and `exclude`) are parsed into one here."""
+    if isinstance(scope, Scope):
+        if exclude:
+            raise ValueError("the do-not-touch list belongs in the Scope")
+    else:
+        scope = Scope.parse(scope, exclude)
+    if not scope.allow:
         raise UsageError("a scope is required (--scope CIDR): tcmscan never scans outside an allowlist")
-    exclude_nets = parse_excludes(exclude)
     addresses: list[str] = []
     names: dict[str, str] = {}
     excluded: list[str] = []
@@ -94,10 +96,10 @@ def build_target_set(targets: Iterable[str], scope: Iterable[str], exclude: Iter
     for text in targets:
         expanded, name = expand_target(text)
         for addr in expanded:
-            if not any(addr in net for net in scope_nets if net.version == addr.version):
-                raise UsageError(f"target {text!r} ({addr}) is outside the scope {', '.join(map(str, scope_nets))}")
+            if not scope.allows(addr):
+                raise UsageError(f"target {text!r} ({addr}) is outside the scope {scope.describe()}")
             s = str(addr)
-            if any(addr in net for net in exclude_nets if net.version == addr.version):
+            if scope.excludes(addr):
                 if s not in excluded:
                     excluded.append(s)
                 continue

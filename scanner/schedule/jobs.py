@@ -4,7 +4,6 @@ SMTP passwords and key passphrases are file paths, read only when used."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -12,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scanner.assess.baseline import DEFAULT_PROFILE
 from scanner.core.errors import UsageError
-from scanner.core.vocab import SEVERITIES
+from scanner.core.vocab import LANGS, SEVERITIES
+from scanner.engine.settings import SETTINGS, ScanSettings, Setting, problem
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")   # becomes part of unit and lock file names
 REPORT_FORMATS = ("html", "pdf", "json", "csv", "sarif")
-VANTAGES = ("user", "server", "management", "clinical", "internet")
 SYSLOG_FACILITIES = ("user", "daemon", "auth", "authpriv", "security", "local0", "local1", "local2", "local3",
                      "local4", "local5", "local6", "local7")
 DEFAULT_KEEP_SCANS = 30
@@ -89,24 +87,29 @@ class Retention:
 
 @dataclass
 class Job:
+    """A [[job]] table. Its scan keys are the `tcmscan scan` settings (scanner/engine/settings.py SETTINGS), read
+    into `scan`; `job.<key>` reads and sets them by their job-file key (`job.ports` is `job.scan.extra_ports`)."""
+
     name: str
-    targets: list[str]
-    scope: list[str]
-    exclude: list[str] = field(default_factory=list)
-    exclude_mac: list[str] = field(default_factory=list)
-    inventory: str | None = None
-    profile: str = DEFAULT_PROFILE
-    credentials: str | None = None
-    known_hosts: str | None = None
-    checks: list[str] | None = None
-    ports: list[int] = field(default_factory=list)
-    vantage: str = "user"
-    workers: int = 16
-    ping: bool = True
+    scan: ScanSettings
     db: str | None = None
     report: ReportConfig = field(default_factory=ReportConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     retention: Retention = field(default_factory=Retention)
+
+
+def _scan_key(s: Setting) -> property:
+    def get(job: Job) -> Any:
+        return getattr(job.scan, s.name)
+
+    def put(job: Job, value: Any) -> None:
+        setattr(job.scan, s.name, value)
+
+    return property(get, put, doc=s.help)
+
+
+for _s in SETTINGS:
+    setattr(Job, _s.key, _scan_key(_s))
 
 
 @dataclass
@@ -221,28 +224,8 @@ def load_config(path: str | Path | None = None) -> JobsConfig:
 def _job(where: str, t: dict[str, Any], base: Path) -> Job:
     f = _Fields(where, t, "", base)
     f.get("name", str)
-    targets = f.strings("targets", required=True)
-    scope = f.strings("scope", required=True)
-    for s in scope:
-        try:
-            ipaddress.ip_network(s, strict=False)
-        except ValueError:
-            raise f.fail("scope", f"{s!r} is not an address or CIDR") from None
-    ports = f.get("ports", list, [])
-    if not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 65535 for x in ports):
-        raise f.fail("ports", "must be a list of port numbers 1-65535")
-    vantage = f.get("vantage", str, "user")
-    if vantage not in VANTAGES:
-        raise f.fail("vantage", f"must be one of {', '.join(VANTAGES)}")
-    workers = f.get("workers", int, 16)
-    if not 1 <= workers <= 256:
-        raise f.fail("workers", "must be 1-256")
-    checks = f.strings("checks") or None
-    job = Job(name=t["name"], targets=targets, scope=scope, exclude=f.strings("exclude"),
-              exclude_mac=f.strings("exclude_mac"), inventory=f.path("inventory"),
-              profile=f.get("profile", str, DEFAULT_PROFILE), credentials=f.path("credentials"),
-              known_hosts=f.path("known_hosts", must_exist=False), checks=checks, ports=ports, vantage=vantage,
-              workers=workers, ping=f.get("ping", bool, True), db=f.path("db", must_exist=False))
+    job = Job(name=t["name"], scan=ScanSettings(**{s.name: _setting(f, s) for s in SETTINGS}),
+              db=f.path("db", must_exist=False))
     if (r := f.table("report")) is not None:
         job.report = _report(_Fields(where, r, "report.", base))
     if (n := f.table("notify")) is not None:
@@ -253,13 +236,30 @@ def _job(where: str, t: dict[str, Any], base: Path) -> Job:
     return job
 
 
+def _setting(f: _Fields, s: Setting) -> Any:
+    """One scan setting from its key, typed and validated as SETTINGS declares it."""
+    if s.type in ("strs", "networks"):
+        v: Any = f.strings(s.key, required=s.required)
+        if not v and s.default is None:
+            v = None                       # e.g. checks: none listed = all installed
+    elif s.type == "ports":
+        v = f.get(s.key, list, [])
+    elif s.type == "path":
+        v = f.path(s.key, must_exist=s.must_exist)
+    else:
+        v = f.get(s.key, {"str": str, "int": int, "bool": bool}[s.type], s.default)
+    if v is not None and (why := problem(s, v)):
+        raise f.fail(s.key, why)
+    return v
+
+
 def _report(f: _Fields) -> ReportConfig:
     formats = f.strings("formats", default=["html", "json"])
     bad = [x for x in formats if x not in REPORT_FORMATS]
     if bad or not formats:
         raise f.fail("formats", f"unknown format {bad[0] if bad else '(none)'!r} (choose from {', '.join(REPORT_FORMATS)})")
     langs = f.strings("langs", default=["zh"])
-    if not langs or any(x not in ("zh", "en") for x in langs):
+    if not langs or any(x not in LANGS for x in langs):
         raise f.fail("langs", "must list zh and/or en")
     rc = ReportConfig(formats=list(dict.fromkeys(formats)), langs=list(dict.fromkeys(langs)),
                       out_dir=f.path("out_dir", must_exist=False), sign_key=f.path("sign_key"),

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
+from scanner.core.labels import label
 from scanner.core.models import Finding
-from scanner.core.vocab import severity_rank
+from scanner.core.output import finding_brief
+from scanner.core.vocab import SEVERITIES, severity_rank
 from scanner.schedule.jobs import Email, NotifyConfig, Syslog, Webhook, syslog_address
 
 log = logging.getLogger("tcmscan.notify")
-SEVERITY_ZH = {"critical": "严重", "high": "高危", "medium": "中危", "low": "低危", "info": "提示"}
+SEVERITY_ZH = {s: label("severity", s, "zh") for s in SEVERITIES}      # scanner/core/labels.yaml
 MAX_LISTED = 50          # a message lists at most this many findings per kind; the report has them all
 
 
@@ -77,8 +79,7 @@ def select_changes(diff: dict[str, list[Finding]], cfg: NotifyConfig) -> tuple[l
 
 # -- message text ------------------------------------------------------------------------------------------
 def _item(f: Finding) -> dict[str, Any]:
-    return {"rule_id": f.rule_id, "address": f.address, "port": f.port, "severity": f.severity,
-            "title_zh": f.title_zh, "title_en": f.title_en, "fingerprint": f.fingerprint}
+    return finding_brief(f)      # the short form of the one finding shape: no evidence
 
 
 def _line(f: Finding, lang: str) -> str:

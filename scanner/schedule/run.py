@@ -7,6 +7,7 @@ locked); 4 done, but a report or a notification could not be delivered (recorded
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import fcntl
 import json
@@ -21,13 +22,15 @@ from typing import Any
 
 from scanner.assess.evaluate import diff_findings
 from scanner.core.errors import ScanFailed, TcmscanError, UsageError
-from scanner.core.vocab import EXIT_OK, EXIT_SCAN_FAILED, SEVERITIES
+from scanner.core.output import finding_brief
+from scanner.core.scope import Scope
+from scanner.core.vocab import EXIT_DELIVERY, EXIT_OK, EXIT_SCAN_FAILED, SEVERITIES
 from scanner.engine.scan import ScanSettings, new_scan_id, now_iso, resume_scan, start_scan
+from scanner.engine.settings import BY_NAME, SETTINGS
 from scanner.schedule.jobs import Job, JobsConfig, data_dir_for
 from scanner.schedule.notify import Change, Delivery, deliver, select_changes
 from scanner.store import Store
 
-EXIT_DELIVERY = 4
 MAX_RESUMES = 3              # a dead scan that keeps dying is abandoned after this many runs
 SCAN_ID = re.compile(r"^s\d{8}-\d{6}-[0-9a-f]{4}$")
 log = logging.getLogger("tcmscan.jobrun")
@@ -128,17 +131,18 @@ def _scan_row(store: Store, scan_id: str) -> dict[str, Any] | None:
 
 
 def settings_for(job: Job) -> ScanSettings:
-    return ScanSettings(targets=job.targets, scope=job.scope, exclude=job.exclude, exclude_mac=job.exclude_mac,
-                        inventory=job.inventory, profile=job.profile, credentials=job.credentials,
-                        checks=job.checks, workers=job.workers, vantage=job.vantage, known_hosts=job.known_hosts,
-                        ping=job.ping, extra_ports=job.ports)
+    """The settings the job's scan runs with: a copy, so a run never edits the loaded job."""
+    return copy.deepcopy(job.scan)
 
 
 def _same_settings(stored: dict[str, Any], job: Job) -> bool:
-    # Resume only what this job would scan now: a changed target list or check set starts afresh.
+    # Resume only what this job would scan now: a changed target list, scope or check set starts afresh
+    # (the settings SETTINGS marks `restart`). Scopes compare as networks, the way Store.previous_scan_id does.
     want = asdict(settings_for(job))
-    keys = ("targets", "scope", "exclude", "checks", "profile", "inventory", "vantage", "extra_ports")
-    return all(stored.get(k) == want.get(k) for k in keys)
+    if Scope.parse(stored.get("scope") or [], stored.get("exclude") or []) != Scope.parse(job.scope, job.exclude):
+        return False
+    keys = [s.name for s in SETTINGS if s.restart and s.name not in ("scope", "exclude")]
+    return all(stored.get(k, BY_NAME[k].default) == want.get(k) for k in keys)
 
 
 def unfinished(store: Store, job: Job) -> tuple[dict[str, Any] | None, str]:
@@ -291,8 +295,7 @@ def _run(store: Store, job: Job, out_root: Path, quiet: bool, sleep: Callable[[f
     res.report_dirs, res.report_status, res.signed = write_reports(store, job, scan_id, out_root)
     _update(store, scan_id, previous_scan_id=res.previous_scan_id, report_status=res.report_status,
             report_dir=str(out_root / scan_id) if res.report_dirs else "",
-            summary={k: [{"fingerprint": f.fingerprint, "rule_id": f.rule_id, "address": f.address, "port": f.port,
-                          "severity": f.severity} for f in v] for k, v in diff.items()})
+            summary={k: [finding_brief(f) for f in v] for k, v in diff.items()})
 
     new, fixed = select_changes(diff, job.notify)
     res.notified_new, res.notified_fixed = len(new), len(fixed)

@@ -17,11 +17,11 @@ from typing import Any
 
 from scanner.core.knowledge import knowledge
 from scanner.core.models import Asset, Observation, Service
-from scanner.core.scope import in_scope
+from scanner.core.scope import Scope
 from scanner.sdk.credentials import Credential, CredentialStore
 from scanner.sdk.errors import CheckError
 
-SAFE_MODE_PACKETS_PER_SECOND = 10.0   # BASELINES.md "Safe scanning" (proposed)
+SAFE_MODE_PACKETS_PER_SECOND = 10.0   # docs/baselines.md#safe-scanning (proposed)
 STOP_AFTER_SILENT_TRIES = 3           # a fragile device that fails this many connections in a row is left alone
 SLOWDOWN_FACTOR = 4.0                 # response time this many times the first seen: back off
 
@@ -129,15 +129,21 @@ class PacedSSLSocket(_PacedSends, ssl.SSLSocket):
 
 @dataclass
 class RunEnv:
-    """Live objects a worker needs; rebuilt on each worker from the scan's stored settings."""
+    """Live objects a worker needs; rebuilt on each worker from the scan's stored settings.
 
-    scope: list[str]
-    exclude: list[str] = field(default_factory=list)
+    `scope` is the scan's Scope (allowlist and do-not-touch list); a list of allowlist texts is parsed into one,
+    for tools and tests that run a single attempt."""
+
+    scope: Scope
     credentials: CredentialStore = field(default_factory=CredentialStore)
     known_hosts: Path | None = None
     vantage: str = "user"
     guards: dict[str, HostGuard] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scope, Scope):
+            self.scope = Scope.parse(self.scope)
 
     def guard(self, address: str, fragile: bool) -> HostGuard:
         with self._lock:
@@ -179,7 +185,7 @@ class CheckContext:
     def allow(self, address: str | None = None) -> None:
         """Call before any packet a library sends on our behalf: scope, device health, pacing."""
         address = address or self.address
-        if not in_scope(address, self.env.scope, self.env.exclude):
+        if not self.env.scope.contains(address):
             # Never reached through normal planning: a check asked for an address outside the scope.
             raise RuntimeError(f"refused: {address} is outside the scan scope")
         if self.guard.stopped_reason:

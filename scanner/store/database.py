@@ -13,6 +13,7 @@ import sqlite_utils
 
 from scanner.core.errors import ScanFailed, UsageError
 from scanner.core.models import Asset, AttemptResult, Finding, Observation, RuleResult
+from scanner.core.scope import Scope
 from scanner.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -90,12 +91,15 @@ class Store:
         return row[0]
 
     def previous_scan_id(self, scan_id: str) -> str | None:
-        """The latest earlier completed scan of the same scope (for diffs and trends)."""
+        """The latest earlier completed scan of the same scope (for diffs and trends): the same allowlist
+        networks, in any order or spelling (stored as the texts the user wrote)."""
         cur = self.scan(scan_id)
+        want = _stored_scope(cur["scope"])
         rows = self.db.execute("SELECT id, scope FROM scans WHERE created < ? AND status = 'done' "
                                "ORDER BY created DESC", [cur["created"]]).fetchall()
         for sid, scope in rows:
-            if json.loads(scope) == cur["scope"]:
+            other = _stored_scope(json.loads(scope))
+            if want is not None and other is not None and other.same_allowlist(want):
                 return sid
         return None
 
@@ -183,7 +187,7 @@ class Store:
     def findings(self, scan_id: str) -> list[Finding]:
         out = []
         for r in self.db["findings"].rows_where("scan_id = ?", [scan_id]):
-            r = _dec(r, ("clauses", "evidence", "remediation", "waiver"))
+            r = _dec(r, ("clauses", "evidence", "remediation", "waiver", "risk"))
             r.pop("scan_id")
             out.append(Finding(**r))
         return sorted(out, key=lambda f: (_addr_key(f.address), f.port or 0, f.rule_id, f.evidence_key))
@@ -222,6 +226,14 @@ class _Tx:
 def _enc(row: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str) if isinstance(v, (dict, list, tuple))
             else v for k, v in row.items()}
+
+
+def _stored_scope(texts: Any) -> Scope | None:
+    """A stored scope list as a Scope; None for a row that holds none we can read (never the same scope)."""
+    try:
+        return Scope.parse(texts or [])
+    except (UsageError, TypeError, AttributeError):
+        return None
 
 
 def _dec(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:

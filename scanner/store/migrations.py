@@ -53,9 +53,16 @@ def _m2_job_runs(db: sqlite_utils.Database) -> None:
     db["job_runs"].create_index(["job", "started"])
 
 
+def _m3_finding_risk(db: sqlite_utils.Database) -> None:
+    # The GB/T 20984 figures computed at evaluation (JSON of grading.Risk.to_dict), so reports render them
+    # instead of re-grading. Rows from before stay NULL: readers grade those on read (grading.stored_findings).
+    db["findings"].add_column("risk", str)
+
+
 # Append only: a migration once released is never edited.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "scheduled job runs", _m2_job_runs),
+    (3, "risk stored with each finding", _m3_finding_risk),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -35,6 +35,11 @@ def one_line_error(p: subprocess.CompletedProcess, code: int, text: str) -> None
     (["scan", "127.0.0.1", "--scope", "127.0.0.0/8", "--ports", "70000"], "port out of range"),
     (["waive", "x", "--host", "*", "--owner", "o", "--reason", "r", "--expires", "soon"], "--expires must be a date"),
     (["bogus"], "invalid choice"),
+    (["scan", "127.0.0.1", "--scope", "127.0.0.0/8", "--workers", "0"], "argument --workers: must be 1-256, not 0"),
+    (["scan", "127.0.0.1", "--scope", "127.0.0.0/8", "--host-cap", "x"], "argument --host-cap: not an integer: 'x'"),
+    (["scan", "127.0.0.1", "--scope", "127.0.0.0/8", "--vantage", "lobby"], "argument --vantage: invalid choice"),
+    (["scan", "127.0.0.1", "--scope", "127.0.0.0/8", "--exclude", "127.0.0.300"],
+     "not a network address or CIDR: '127.0.0.300'"),
 ])
 def test_usage_errors_exit_2(tmp_path, args, text):
     one_line_error(tcmscan(*args, db=tmp_path / "a.db"), 2, text)
@@ -106,3 +111,73 @@ def test_without_raw_socket_privilege_it_falls_back_to_connect_scans(tmp_path):
                                                               ("hardening.risky-port", 23)}
     finally:
         ln.close()
+
+
+# -- vantage from the vocabulary, --db on either side, baseline validate's default ------------------------------
+def test_scan_from_the_dmz(tmp_path):
+    ln = Listener("127.0.0.61", 23, b"login: ")
+    try:
+        db = tmp_path / "d.db"
+        p = tcmscan("scan", "127.0.0.61", "--scope", "127.0.0.61/32", "--checks", "ports", "--vantage", "dmz",
+                    "--known-hosts", str(tmp_path / "kh"), "-q", db=db)
+        assert p.returncode == 1, p.stderr                         # the telnet finding
+        rows = json.loads(tcmscan("scans", "--format", "json", db=db, check=True).stdout)
+        assert [r["settings"]["vantage"] for r in rows] == ["dmz"]
+    finally:
+        ln.close()
+
+
+def test_db_after_the_subcommand_wins(tmp_path):
+    before, after = tmp_path / "before.db", tmp_path / "after.db"
+    for args in (["scans", "--db", str(after)], ["--db", str(before), "scans", "--db", str(after)]):
+        p = tcmscan(*args)
+        assert (p.returncode, p.stdout.splitlines()[0].split()) == (0, ["scan", "status", "phase", "created",
+                                                                        "targets", "profile"])
+    assert (after.exists(), before.exists()) == (True, False)
+    one_line_error(tcmscan("findings", "--db", str(after), db=before), 2, f"no scans in {after} yet")
+    p = tcmscan("waive", "crypto.tls.*", "--host", "*", "--owner", "IT", "--reason", "legacy PACS",
+                "--expires", "2099-01-01", "--db", str(after), db=before)
+    assert (p.returncode, p.stdout.strip()) == (0, "waiver 1 recorded; re-evaluate a scan to apply it "
+                                                   "('tcmscan evaluate SCAN_ID')")
+    rows = tcmscan("--db", str(after), "waivers", check=True).stdout.splitlines()
+    assert rows[2].split() == ["1", "crypto.tls.*", "*", "IT", "2099-01-01", "legacy", "PACS"]
+    # the report plug-in reads the same option
+    one_line_error(tcmscan("report", "--out", str(tmp_path / "r"), "--db", str(after), db=before), 2,
+                   f"no scans in {after} yet")
+    assert not before.exists()
+
+
+def test_run_takes_db_after_the_subcommand(tmp_path):
+    cfg = tmp_path / "jobs.toml"
+    cfg.write_text('data_dir = "state"\n[[job]]\nname = "n"\ntargets = ["127.0.0.63"]\nscope = ["127.0.0.63/32"]\n'
+                   'checks = ["ports"]\n[job.report]\nformats = ["json"]\n')
+    db = tmp_path / "jobs.db"
+    p = tcmscan("run", "n", "--config", str(cfg), "--db", str(db))
+    assert p.returncode == 0, p.stderr
+    assert [r["status"] for r in json.loads(tcmscan("scans", "--format", "json", db=db, check=True).stdout)] \
+        == ["done"]
+    assert not (tmp_path / "state" / "tcmscan.db").exists()
+
+
+def test_every_subcommand_accepts_db_after_it():
+    import argparse
+
+    from scanner.cli.main import build_parser
+
+    def leaves(parser, path=()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [(path, parser)]
+        return [leaf for a in subs for name, p in a.choices.items() for leaf in leaves(p, (*path, name))]
+
+    found = leaves(build_parser())
+    assert {p[0] for p, _ in found} >= {"scan", "scans", "findings", "report", "run", "schedule", "lab", "baseline"}
+    for path, parser in found:
+        action = parser._option_string_actions.get("--db")
+        assert action is not None and action.default == argparse.SUPPRESS, path
+
+
+def test_baseline_validate_defaults_to_the_built_in_profile(tmp_path):
+    p = tcmscan("baseline", "validate", db=tmp_path / "a.db")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("tcm-2024-l3 ") and " rules valid (sha256 " in p.stdout

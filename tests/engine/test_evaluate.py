@@ -118,3 +118,23 @@ def test_severity_by_grades_each_finding_from_its_evidence(tmp_path):
     findings, _ = evaluate_scan(load_profile(str(site)), [a], [attempt(a.address, 23), attempt(a.address, 8080)],
                                 [svc_obs(a.address, 23, "telnet"), svc_obs(a.address, 8080, "http")], now=NOW)
     assert sorted((f.port, f.severity) for f in findings) == [(23, "critical"), (8080, "high")]
+
+
+def test_each_finding_carries_its_risk_graded_from_asset_and_vantage():
+    p = load_profile()
+    srv = Asset(address="10.0.0.9", cls="server", zone="clinical", services=[Service(23, name="telnet")])
+    args = (p, [srv], [attempt(srv.address, 23)], [svc_obs(srv.address, 23, "telnet")])
+    seen = {}
+    for vantage in ("clinical", "user"):
+        findings, _ = evaluate_scan(*args, vantage=vantage, now=NOW)
+        seen[vantage] = {f.rule_id: (f.risk["A"], f.risk["T"], f.risk["V"], f.risk["L"], f.risk["F"], f.risk["R"],
+                                     f.risk["level_en"], f.risk["cell"], f.risk["inputs"]["T"]) for f in findings}
+    # server A=3; T = the larger of zone and vantage; telnet high V=4, risky port medium V=3
+    # (R = V·√(A·T): 4·√6 = 9.80, 4·√12 = 13.86, 3·√12 = 10.39)
+    assert seen == {
+        "clinical": {"crypto.cleartext.telnet": (3, 2, 4, 2.83, 3.46, 9.8, "low", [3, 3],
+                                                 "max(zone clinical 2, vantage clinical 2) = 2")},
+        "user": {"crypto.cleartext.telnet": (3, 4, 4, 4.0, 3.46, 13.86, "medium", [4, 3],
+                                             "max(zone clinical 2, vantage user 4) = 4"),
+                 "hardening.risky-port": (3, 4, 3, 3.46, 3.0, 10.39, "medium", [3, 3],
+                                          "max(zone clinical 2, vantage user 4) = 4")}}

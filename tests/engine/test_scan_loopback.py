@@ -58,7 +58,7 @@ def test_scan_of_real_loopback_services_gives_exact_findings(services, tmp_path)
     # latest-scan defaults, CSV and the exit code policy
     assert [f for f in findings(db) if f["port"] not in foreign] == found
     csv = tcmscan("findings", "--format", "csv", db=db, check=True).stdout
-    assert csv.splitlines()[0].startswith("fingerprint,rule_id,check_id,host,port,severity")
+    assert csv.splitlines()[0].startswith('"fingerprint","address","host_name","port","rule_id","check_id"')
     again = tcmscan("scan", "127.0.0.22", "--scope", "127.0.0.22/32", "--checks", "ports", "--fail-on",
                     "critical", "-q", db=db)
     assert again.returncode == 0

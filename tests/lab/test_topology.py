@@ -98,7 +98,7 @@ def test_host_dirs_exist_for_every_host_and_layer() -> None:
     (lambda d: d["hosts"][0].update(address="10.78.0.2"), "not usable in 10.77.0.0/24"),
     (lambda d: d["hosts"][1].update(address="10.77.0.2"), "duplicate host address"),
     (lambda d: d["hosts"][0].update(**{"class": "router"}), "class 'router' not one of"),
-    (lambda d: d["hosts"][0].update(zone="dmz"), "zone 'dmz' not one of"),
+    (lambda d: d["hosts"][0].update(zone="dmz-east"), "zone 'dmz-east' not one of internet, dmz, user, server, management, clinical"),
     (lambda d: d["hosts"][0].update(name="a-very-long-hostname"), "bad host name"),
     (lambda d: d["hosts"][0].update(services=[{"name": "telnet", "port": 23}]), "every host runs sshd"),
     (lambda d: d["hosts"][0].update(address="10.77.0.1"), "not usable"),

@@ -208,15 +208,16 @@ def test_not_assessed_and_overlong_evidence(hostile_scans, tmp_path):
     findings = store.findings(s2)
     results = store.rule_results(s2)
     f0 = findings[0]
+    # stored without risk, as a finding from before schema 3: the report grades it on read (CVSS in evidence)
     findings.append(Finding(**{**f0.to_dict(), "fingerprint": "f" * 24, "evidence_key": "big",
-                               "evidence": {"banner": big, "cvss": 9.8}}))
+                               "evidence": {"banner": big, "cvss": 9.8}, "risk": None}))
     store.save_verdicts(s2, findings, results)
     out = tmp_path / "b"
     p = tcmscan("report", s2, "--format", "html,json,csv,sarif", "--out", str(out), db=db2)
     assert p.returncode == 0, p.stderr
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert validate_report(doc) == []
-    assert doc["not_assessed"]["attempts"] == [{"check_id": "tls.scan", "host": address, "port": 443,
+    assert doc["not_assessed"]["attempts"] == [{"check_id": "tls.scan", "address": address, "port": 443,
                                                 "status": "error", "reason": "timeout",
                                                 "detail": "peer said <script>alert(6)</script>"}]
     big_f = next(f for f in doc["findings"] if f["fingerprint"] == "f" * 24)

@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_keys_are_encrypted_and_private(keypair):
 def test_passphrase_errors_are_one_line(hostile_scans, keypair, tmp_path):
     db, *_ = hostile_scans
     keys, _ = keypair
-    p = subprocess.run(["python", "-m", "scanner.cli", "--db", str(db), "report", "--out", str(tmp_path / "a"),
+    p = subprocess.run([sys.executable, "-m", "scanner.cli", "--db", str(db), "report", "--out", str(tmp_path / "a"),
                         "--sign", str(keys / ED_PRIVATE)], capture_output=True, text=True, stdin=subprocess.DEVNULL,
                        env={k: v for k, v in __import__("os").environ.items() if k != "TCMSCAN_KEY_PASSPHRASE"},
                        cwd=Path(__file__).resolve().parents[2])

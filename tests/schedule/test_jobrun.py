@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.core.output import FINDING_BRIEF_FIELDS
 from scanner.schedule.run import JobLock
 from tests.helpers import ROOT, tcmscan
 from tests.loopback import Listener
@@ -105,6 +106,7 @@ def test_two_runs_diff_notify_sign_prune(tmp_path):
             return {(f["rule_id"], f["port"]) for f in summary[kind]}
 
         assert triples("new") == {("crypto.cleartext.ftp", 21), ("hardening.risky-port", 21)}
+        assert {tuple(f) for v in summary.values() for f in v} == {FINDING_BRIEF_FIELDS}   # the short form
         assert triples("fixed") == {("crypto.cleartext.telnet", 23), ("hardening.risky-port", 23)}
         doc = rx.requests[1]["json"]
         assert (doc["scan_id"], doc["previous_scan_id"]) == (second, first)

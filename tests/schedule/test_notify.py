@@ -11,6 +11,7 @@ import time
 import pytest
 
 from scanner.core.models import Finding
+from scanner.core.output import FINDING_BRIEF_FIELDS
 from scanner.schedule.jobs import Email, NotifyConfig, Syslog, Webhook
 from scanner.schedule.notify import Change, deliver, redact_url, select_changes
 from tests.schedule.servers import (
@@ -72,6 +73,7 @@ def test_webhook_gets_json_with_changes_and_report_but_no_evidence():
             [("crypto.cleartext.telnet", "10.77.0.40", 23, "high"),
              ("medical.device.cleartext-service", "10.77.0.23", 514, "critical")]
         assert [(f["rule_id"], f["address"], f["port"]) for f in doc["fixed"]] == [("crypto.cleartext.ftp", "10.77.0.23", 21)]
+        assert [list(f) for f in doc["new"] + doc["fixed"]] == [list(FINDING_BRIEF_FIELDS)] * 3   # the short form
         assert doc["report"] == {"dirs": ["/var/lib/tcmscan/reports/nightly/s20250101-020000-abcd/zh"],
                                  "signed": True, "status": "ok"}
         assert "新增问题（高危及以上）: 2" in doc["text_zh"] and "已修复问题（高危及以上）: 1" in doc["text_zh"]
