@@ -6,12 +6,12 @@ LocalShell is not a fake of the host: the same commands backup.catalogue sends o
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "baselines/profiles/tcm-2024-l3/rules/backup.yaml"
 
 
 def local_shell(command: str, timeout: float = 20.0) -> tuple[int, str, bool]:
@@ -20,10 +20,14 @@ def local_shell(command: str, timeout: float = 20.0) -> tuple[int, str, bool]:
 
 
 def backup_profile(tmp: Path) -> Path:
-    """A profile holding only rules/backup.yaml (so other families' work in progress cannot break ours)."""
+    """A profile with only the backup rules switched on: the built-in one, every other rule disabled (so its
+    clause citations come from the built-in framework files, as in a real scan)."""
+    from scanner.assess.baseline import load_profile
+
     d = tmp / "profile"
-    (d / "rules").mkdir(parents=True, exist_ok=True)
-    shutil.copy(RULES, d / "rules" / "backup.yaml")
-    (d / "profile.yaml").write_text("id: backup-test\nversion: '1'\ntitle: {zh: 备份, en: backup}\n"
-                                   "rule_files: ['rules/*.yaml']\nparams: {level: 3}\n")
+    d.mkdir(parents=True, exist_ok=True)
+    others = sorted(r.id for r in load_profile().rules if not r.id.startswith("backup."))
+    doc = {"id": "backup-test", "version": "1", "title": {"zh": "备份", "en": "backup"}, "inherits": "tcm-2024-l3",
+           "overrides": {rid: {"enabled": False} for rid in others}}
+    (d / "profile.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return d / "profile.yaml"
