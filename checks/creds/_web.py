@@ -9,8 +9,6 @@ time budget and byte caps (scanner.sdk.http_wire: 32 KiB of head, 256 KiB of bod
 
 from __future__ import annotations
 
-import socket
-import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -20,7 +18,7 @@ from scanner.sdk.http_wire import (
     MAX_BODY,
     Head,
     dechunk,
-    lenient_tls_context,
+    open_http_socket,
     read_response_head,
     recv_until,
 )
@@ -110,18 +108,8 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
         raise ValueError(f"bad request path {path[:60]!r}")
     start = time.monotonic()
     deadline = start + min(FETCH_BUDGET, ctx.remaining())
-    raw = ctx.connect(origin.port, timeout=min(CONNECT_TIMEOUT, ctx.remaining()))
-    sock: socket.socket = raw
+    sock = open_http_socket(ctx, origin.port, origin.tls, deadline, CONNECT_TIMEOUT)
     try:
-        if origin.tls:
-            raw.settimeout(max(0.1, deadline - time.monotonic()))
-            try:
-                sock = ctx.wrap_tls(raw, lenient_tls_context())
-            except TimeoutError:
-                raise CheckError("timeout", f"TLS handshake with {ctx.address}:{origin.port} timed out") from None
-            except (ssl.SSLError, OSError) as e:
-                raise CheckError("protocol", f"TLS handshake with {ctx.address}:{origin.port} failed: "
-                                             f"{str(e)[:100]}") from None
         host = f"[{ctx.address}]" if ":" in ctx.address else ctx.address
         lines = [f"{method} {path} HTTP/1.1", f"Host: {host}",
                  "User-Agent: tcmscan/1.0 (security assessment)", "Accept: text/html,*/*;q=0.8",

@@ -12,8 +12,6 @@ Observation key `http`:
 
 from __future__ import annotations
 
-import socket
-import ssl
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -21,7 +19,7 @@ from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 from scanner.sdk.http_wire import (
     MAX_BODY,
     dechunk,
-    lenient_tls_context,
+    open_http_socket,
     page_facts,
     parse_hsts,
     parse_www_authenticate,
@@ -52,17 +50,8 @@ def uses_tls(service) -> bool:
 
 def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
     deadline = time.monotonic() + min(FETCH_BUDGET, ctx.remaining())
-    raw = ctx.connect(port, timeout=min(5.0, ctx.remaining()))
-    sock: socket.socket = raw
+    sock = open_http_socket(ctx, port, tls, deadline, 5.0)
     try:
-        if tls:
-            raw.settimeout(max(0.1, deadline - time.monotonic()))
-            try:
-                sock = ctx.wrap_tls(raw, lenient_tls_context())
-            except TimeoutError:
-                raise CheckError("timeout", f"TLS handshake with {ctx.address}:{port} timed out") from None
-            except (ssl.SSLError, OSError) as e:
-                raise CheckError("protocol", f"TLS handshake with {ctx.address}:{port} failed: {e}") from None
         host = f"[{ctx.address}]" if ":" in ctx.address else ctx.address
         req = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tcmscan/1.0 (security assessment)\r\n"
                "Accept: text/html,*/*;q=0.8\r\nConnection: close\r\n\r\n")

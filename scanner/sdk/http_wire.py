@@ -1,6 +1,6 @@
 """HTTP/1.1 response parsing for http.probe and creds.default: pure functions over bytes, bounded, never
 raising on garbage except `HttpError` from `parse_head`, so hypothesis can drive them. The few socket helpers
-at the end (`recv_until`, `read_response_head`) are the bounded reads both checks share.
+at the end (`open_http_socket`, `recv_until`, `read_response_head`) are the bounded reads both checks share.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from scanner.sdk.context import CheckContext
 from scanner.sdk.errors import CheckError
 
 MAX_HEAD = 32 * 1024          # status line + headers
@@ -179,6 +180,24 @@ def lenient_tls_context() -> ssl.SSLContext:
     except ssl.SSLError:
         pass
     return c
+
+
+def open_http_socket(ctx: CheckContext, port: int, tls: bool, deadline: float, connect_timeout: float
+                     ) -> socket.socket:
+    """A connection to the target's port, TLS-wrapped (leniently) when `tls`, within the deadline. Raises
+    CheckError: 'timeout' or 'protocol' for a TLS handshake that stalls or fails; connect errors are ctx's."""
+    raw = ctx.connect(port, timeout=min(connect_timeout, ctx.remaining()))
+    if not tls:
+        return raw
+    raw.settimeout(max(0.1, deadline - time.monotonic()))
+    try:
+        return ctx.wrap_tls(raw, lenient_tls_context())
+    except TimeoutError:
+        raw.close()
+        raise CheckError("timeout", f"TLS handshake with {ctx.address}:{port} timed out") from None
+    except (ssl.SSLError, OSError) as e:
+        raw.close()
+        raise CheckError("protocol", f"TLS handshake with {ctx.address}:{port} failed: {str(e)[:100]}") from None
 
 
 def recv_until(sock: socket.socket, deadline: float, buf: bytearray, done) -> bool:
