@@ -81,7 +81,11 @@ def _sm2_n() -> int:
 def _sm2(private_hex: str | None, public_hex: str) -> Any:
     from gmssl import sm2
 
-    return sm2.CryptSM2(private_key=private_hex, public_key=public_hex)
+    c = sm2.CryptSM2(private_key=private_hex, public_key="")
+    # Set after construction: gmssl's constructor does public_key.lstrip("04") when the hex starts with "04",
+    # which eats the x coordinate of one key in 256 (its signatures then never verify).
+    c.public_key = public_hex
+    return c
 
 
 def sm2_public_from_private(private_hex: str) -> str:
@@ -107,8 +111,8 @@ def sm2_verify(public_hex: str, data: bytes, signature: bytes) -> bool:
         return False
     try:
         return bool(_sm2(None, public_hex).verify_with_sm3(signature.hex(), data))
-    except (ValueError, ZeroDivisionError):
-        return False
+    except (ValueError, ZeroDivisionError, TypeError):
+        return False      # gmssl meets the point at infinity on some forged signatures as None: not valid
 
 
 def _encrypt_secret(secret: bytes, passphrase: bytes) -> dict[str, Any]:
