@@ -1,6 +1,9 @@
 """Shared fixtures. The lab fixture reuses a running lab and leaves it running; it brings the lab up (and
 down again at the end) only when it was not running. TCMSCAN_LAB_KEEP=1 keeps a lab it started.
-One session fixture for the whole suite, checked and started under the lab lock."""
+One session fixture for the whole suite, checked and started under the lab lock.
+
+Under CI (CI=true) a skip is a failure: a test that cannot run its real parts there (a tool not installed,
+not root) would otherwise silently remove a whole area of the suite. Locally a skip stays a skip."""
 
 from __future__ import annotations
 
@@ -10,6 +13,37 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+
+def under_ci() -> bool:
+    """CI=true (as CI services set it; 1 and yes count too)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _skip_reason(longrepr: Any) -> str:
+    # A skip's longrepr is (path, line, "Skipped: reason").
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _fail_skip_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and under_ci() and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {_skip_reason(report.longrepr)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_skip_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped at import (pytest.importorskip, skip(allow_module_level=True)) fails too."""
+    outcome = yield
+    _fail_skip_under_ci(outcome.get_result())
 
 
 def _lab_possible() -> str | None:
