@@ -161,3 +161,28 @@ def wildcard_ports() -> set[int]:
         if host in ("0.0.0.0", "*", "[::]", "[::ffff:0.0.0.0]"):
             ports.add(int(port))
     return ports
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(addresses: list[str], preferred: int) -> int:
+    """`preferred` (a service's default port) when it is free on every address, else a port free on all of them.
+    A test never skips because a port is taken: a wildcard listener (*:22) of some other process, or the same
+    test running elsewhere on the machine, moves it to another port, which it then passes to the scan."""
+    if all(_bindable(a, preferred) for a in addresses):
+        return preferred
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((addresses[0], 0))
+            port = s.getsockname()[1]
+        if all(_bindable(a, port) for a in addresses):
+            return port
+    raise OSError(f"no TCP port free on all of {', '.join(addresses)}")

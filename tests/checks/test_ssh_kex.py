@@ -2,6 +2,7 @@
 
 Three sshd configurations copy the lab's plants: core-switch (legacy algorithms, RSA-1024 host key), his (SHA-1
 key exchange, CBC ciphers) and hardened (nothing to find). Scans go through the real CLI and SQLite file.
+The servers listen on 22, or on a free port passed to the scan (--ports) when 22 is taken on this machine.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import observations, scan, tcmscan
-from tests.loopback import wait_port, wildcard_ports
+from tests.loopback import pick_port, wait_port
 
 SSHD = "/usr/sbin/sshd"
 COMMON = "UsePAM no\nUseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
@@ -47,6 +48,7 @@ class Sshd:
     label: str
     proc: subprocess.Popen
     fingerprints: dict[str, tuple[int, str]]     # key type -> (bits, SHA256:...)
+    port: int
 
 
 def start_sshd(tmp: Path, address: str, keys: list[tuple[str, int]], lines: str, port: int = 22) -> Sshd:
@@ -67,19 +69,18 @@ def start_sshd(tmp: Path, address: str, keys: list[tuple[str, int]], lines: str,
     Path("/run/sshd").mkdir(exist_ok=True)
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(address, port)
-    return Sshd(address, "", proc, fps)
+    return Sshd(address, "", proc, fps, port)
 
 
 @pytest.fixture(scope="session")
 def sshds(tmp_path_factory):
     if not Path(SSHD).exists() or not shutil.which("ssh-keygen"):
         pytest.skip("needs openssh-server (Debian package) for /usr/sbin/sshd")
-    if 22 in wildcard_ports():
-        pytest.skip("something listens on *:22; loopback sshd addresses would collide")
+    port = pick_port(list(CONFIGS), 22)
     started = []
     try:
         for address, (label, keys, lines) in CONFIGS.items():
-            s = start_sshd(tmp_path_factory.mktemp(label), address, keys, lines)
+            s = start_sshd(tmp_path_factory.mktemp(label), address, keys, lines, port)
             s.label = label
             started.append(s)
         yield {s.label: s for s in started}
@@ -92,15 +93,19 @@ def sshds(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ssh_scan(sshds, tmp_path_factory):
     db = tmp_path_factory.mktemp("sshscan") / "scan.db"
-    scan_id, found = scan(list(CONFIGS), scope=["127.44.5.0/24"], db=db, checks=["ssh"], extra=["--no-ping"])
-    return sshds, found, {o["address"]: o for o in observations(db, scan_id) if o["check_id"] == "ssh.kex"}, db
+    port = sshds["his"].port
+    scan_id, found = scan(list(CONFIGS), scope=["127.44.5.0/24"], db=db, checks=["ssh"],
+                          extra=["--no-ping", "--ports", str(port)])
+    # Only our servers' port: an sshd of another process listening on every address (*:22) shows on ours too.
+    return sshds, found, {o["address"]: o for o in observations(db, scan_id)
+                          if o["check_id"] == "ssh.kex" and o["port"] == port}, db
 
 
 def test_observations_are_the_servers_lists_in_order(ssh_scan):
     sshds, _, obs, _ = ssh_scan
     assert set(obs) == set(CONFIGS)
     cs = obs["127.44.5.2"]["data"]
-    assert obs["127.44.5.2"]["port"] == 22 and obs["127.44.5.2"]["key"] == "algorithms"
+    assert obs["127.44.5.2"]["port"] == sshds["core-switch"].port and obs["127.44.5.2"]["key"] == "algorithms"
     assert cs["protocol"] == "2.0" and cs["banner"].startswith("SSH-2.0-OpenSSH_9.2")
     # OpenSSH appends its strict-kex marker (Terrapin countermeasure) to the configured list.
     assert cs["kex"] == ["diffie-hellman-group1-sha1", "diffie-hellman-group14-sha1",
@@ -128,14 +133,16 @@ def test_observations_are_the_servers_lists_in_order(ssh_scan):
 
 
 def test_findings_exact(ssh_scan):
-    _, found, _, _ = ssh_scan
+    sshds, found, _, _ = ssh_scan
+    port = sshds["his"].port
+    found = [f for f in found if f["port"] == port]
     assert {(f["address"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
-        ("127.44.5.2", "crypto.ssh.weak-kex", 22, "high"),
-        ("127.44.5.2", "crypto.ssh.weak-cipher", 22, "high"),
-        ("127.44.5.2", "crypto.ssh.weak-mac", 22, "high"),
-        ("127.44.5.2", "crypto.ssh.weak-host-key", 22, "high"),
-        ("127.44.5.10", "crypto.ssh.weak-kex", 22, "high"),
-        ("127.44.5.10", "crypto.ssh.discouraged-cipher", 22, "medium"),
+        ("127.44.5.2", "crypto.ssh.weak-kex", port, "high"),
+        ("127.44.5.2", "crypto.ssh.weak-cipher", port, "high"),
+        ("127.44.5.2", "crypto.ssh.weak-mac", port, "high"),
+        ("127.44.5.2", "crypto.ssh.weak-host-key", port, "high"),
+        ("127.44.5.10", "crypto.ssh.weak-kex", port, "high"),
+        ("127.44.5.10", "crypto.ssh.discouraged-cipher", port, "medium"),
     }
     ev = {(f["address"], f["rule_id"]): f["evidence"] for f in found}
     assert ev[("127.44.5.2", "crypto.ssh.weak-host-key")]["fail"] == ["ssh-rsa"]
