@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from reports import der
 from reports.signing import (
     ED_PRIVATE,
     ED_PUBLIC,
@@ -19,7 +20,10 @@ from reports.signing import (
     SM2_PUBLIC,
     load_public_key,
     sm2_public_from_private,
+    sm2_public_pem,
     sm2_sign,
+    sm2_signature_der,
+    sm2_signature_raw,
     sm2_verify,
     verify_bundle,
 )
@@ -54,10 +58,20 @@ def test_keys_are_encrypted_and_private(keypair):
     keys, _ = keypair
     pem = (keys / ED_PRIVATE).read_text()
     assert pem.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert oct(keys.stat().st_mode & 0o777) == "0o700"
     assert oct((keys / ED_PRIVATE).stat().st_mode & 0o777) == "0o600"
     assert oct((keys / SM2_PRIVATE).stat().st_mode & 0o777) == "0o600"
+    assert oct((keys / ED_PUBLIC).stat().st_mode & 0o777) == "0o644"
+    assert oct((keys / SM2_PUBLIC).stat().st_mode & 0o777) == "0o644"
+    # PKCS#8 PBES2 with scrypt N=2^14, r=8, p=5 and AES-256-CBC, as OpenSSL itself parses the file
+    asn1 = subprocess.run(["openssl", "asn1parse", "-in", str(keys / ED_PRIVATE)], capture_output=True, text=True,
+                          check=True).stdout
+    fields = [line.split(":", 3)[-1].strip() for line in asn1.splitlines() if "OBJECT" in line or "INTEGER" in line]
+    assert fields == ["PBES2", "scrypt", "4000", "08", "05", "aes-256-cbc"]
     sm2 = json.loads((keys / SM2_PRIVATE).read_text())
     assert sm2["kdf"]["name"] == "scrypt" and sm2["cipher"] == "AES-256-GCM" and not any(k in sm2 for k in ("private_key", "d", "secret"))
+    assert (sm2["kdf"]["n"], sm2["kdf"]["r"], sm2["kdf"]["p"]) == (2**14, 8, 5)
+    assert (keys / SM2_PUBLIC).read_text().startswith("-----BEGIN PUBLIC KEY-----\n")
     assert load_public_key(str(keys / ED_PUBLIC)).algorithm == "Ed25519"
     assert load_public_key(str(keys / SM2_PUBLIC)).algorithm == "SM2-SM3"
     p = tcmscan("keys", "generate", "--out", str(keys), env={"TCMSCAN_KEY_PASSPHRASE": PASSPHRASE})
@@ -85,7 +99,11 @@ def test_untouched_bundles_verify(signed):
     assert code == 0
     p = tcmscan("verify", str(out / "sm2"), "--pubkey", str(keys / ED_PUBLIC), "--pubkey", str(keys / SM2_PUBLIC))
     assert p.returncode == 0 and p.stdout.startswith("OK: 2 files intact"), p.stderr
+    assert len((out / "ed" / "manifest.sig").read_bytes()) == 64            # raw Ed25519 (RFC 8032)
+    sm2_raw = sm2_signature_raw((out / "sm2" / "manifest.sm2.sig").read_bytes())    # strict DER SEQUENCE {r, s}
+    assert sm2_signature_der(sm2_raw) == (out / "sm2" / "manifest.sm2.sig").read_bytes()
     manifest = json.loads((out / "ed" / "manifest.json").read_text())
+    assert manifest["format"] == "tcmscan-manifest/2"
     assert sorted(manifest["files"]) == ["findings.csv", "report.html", "report.json", "report.pdf", "report.sarif"]
     report = json.loads((out / "ed" / "report.json").read_text())
     assert manifest["findings_digest"]["value"] == report["summary"]["findings_digest"]
@@ -119,7 +137,7 @@ def test_every_single_byte_flip_fails(signed, tmp_path):
             assert problems, f"flipping byte {pos} of {f.name} went unnoticed"
             if not f.name.startswith("manifest"):
                 assert problems == [problems[0]] and problems[0].startswith(f"changed file {f.name} ")
-    assert tried > 2000
+    assert tried > 1900
     assert verify_bundle(bundle, pub)[0] == []
 
 
@@ -127,7 +145,7 @@ def test_sm2_bundle_flips_fail(signed, tmp_path):
     out, keys = signed
     bundle = tmp_path / "b"
     shutil.copytree(out / "sm2", bundle)
-    pub = [load_public_key(str(keys / SM2_PUBLIC))]
+    pub = [load_public_key(str(keys / ED_PUBLIC)), load_public_key(str(keys / SM2_PUBLIC))]
     sig = bundle / "manifest.sm2.sig"
     for pos in (0, 30, sig.stat().st_size // 2, sig.stat().st_size - 20, sig.stat().st_size - 1):
         original = flip(sig, pos)
@@ -161,23 +179,28 @@ def test_verify_says_exactly_what_failed(signed, keypair, tmp_path):
     m["scan"]["scope"] = ["0.0.0.0/0"]
     (b2 / "manifest.json").write_text(json.dumps(m, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
     code, lines = verify_cli(b2, keys / ED_PUBLIC)
-    assert (code, lines[0]) == (1, "tcmscan: verify: manifest.json was edited after signing: its Ed25519 "
-                                   "signature does not match")
+    assert (code, lines[0]) == (1, "tcmscan: verify: manifest.json does not match its Ed25519 signature "
+                                   "manifest.sig: the manifest was edited or the signature altered")
 
     other = tmp_path / "other"
     p = tcmscan("keys", "generate", "--out", str(other), env={"TCMSCAN_KEY_PASSPHRASE": PASSPHRASE})
     assert p.returncode == 0
     code, lines = verify_cli(out / "ed", other / ED_PUBLIC)
-    assert code == 1 and lines[0].startswith("tcmscan: verify: wrong key: manifest.sig was made with key ")
+    assert code == 1 and lines[0].startswith("tcmscan: verify: wrong key: manifest.json says manifest.sig was made "
+                                             "with key ")
     assert len(lines) == 2
 
     b3 = tmp_path / "b3"
     shutil.copytree(out / "ed", b3)
     (b3 / "manifest.sig").unlink()
     code, lines = verify_cli(b3, keys / ED_PUBLIC)
-    assert (code, lines[0]) == (1, "tcmscan: verify: missing file manifest.sig: no Ed25519 signature")
+    assert (code, lines[0]) == (1, "tcmscan: verify: missing file manifest.sig: the manifest lists an Ed25519 "
+                                   "signature")
     code, lines = verify_cli(out / "ed", keys / SM2_PUBLIC)    # the Ed25519-only bundle has no SM2 signature
-    assert (code, lines[0]) == (1, "tcmscan: verify: missing file manifest.sm2.sig: no SM2-SM3 signature")
+    assert (code, lines) == (1, [
+        "tcmscan: verify: manifest.sig not checked: no --pubkey for the Ed25519 signature the manifest lists",
+        "tcmscan: verify: missing file manifest.sm2.sig: no SM2-SM3 signature (the manifest lists none)",
+        "FAILED: 2 problem(s) in " + str(out / "ed")])
 
 
 # A private key whose public key's hex starts with "04": gmssl's constructor strips leading 0s and 4s from
@@ -212,6 +235,9 @@ def test_sm2_signature_interoperates_with_openssl(tmp_path, which):
 
     body = der_int(sig[:32]) + der_int(sig[32:])
     (tmp_path / "sig").write_bytes(b"\x30" + bytes([len(body)]) + body)
+    # what the bundle and `keys generate --sm2` write is byte for byte these independently built encodings
+    assert sm2_signature_der(sig) == (tmp_path / "sig").read_bytes()
+    assert der.unpem(sm2_public_pem(pub), "PUBLIC KEY") == spki
     p = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(tmp_path / "pub.pem"), "-rawin",
                         "-digest", "sm3", "-in", str(tmp_path / "msg"), "-sigfile", str(tmp_path / "sig"),
                         "-pkeyopt", "distid:1234567812345678"], capture_output=True, text=True)
