@@ -21,11 +21,10 @@ import socket
 import subprocess
 
 import pytest
+import sslyze  # noqa: F401 -- the peer; the [test] extra installs it, so a missing sslyze is an error, not a skip
 
 from checks.tls._enumerate import enumerate_server
 from tests.checks.tls_support import LOOP, make_pki, s_server, sslyze_versions
-
-pytest.importorskip("sslyze", reason="sslyze (PyPI) is the peer for this proof")
 
 SHANGMI = {"TLS_SM4_GCM_SM3", "TLS_SM4_CCM_SM3"}
 SSLYZE_FALSE_NEGATIVES = {  # name -> OpenSSL name to prove acceptance with s_client
