@@ -278,10 +278,22 @@ def test_add_bad_input(config, tmp_path, args, code, line):
     assert not (tmp_path / "r").exists()
 
 
-def test_add_with_nothing_to_schedule_with_is_one_line(config):
-    if Path("/run/systemd/system").is_dir() or shutil.which("crontab") or shutil.which("cron"):
-        pytest.skip("this machine has systemd or cron: the refusal cannot be shown here")
-    p = tcmscan("schedule", "add", "nightly", "--cron", "0 2 * * *", "--config", str(config))
+# A machine with neither systemd as PID 1 nor cron, made inside a mount namespace of the test's own (the
+# machine running the tests may have both): empty /run/systemd (no /run/systemd/system: systemd is not PID 1),
+# empty /usr/sbin (no /usr/sbin/cron) and a PATH with no cron, crond or crontab on it.
+NO_SCHEDULER = ("[ ! -d /run/systemd ] || /usr/bin/mount -t tmpfs none /run/systemd; "
+                "/usr/bin/mount -t tmpfs none /usr/sbin; "
+                'PATH="$EMPTY_PATH" exec "$@"')
+
+
+def test_add_with_nothing_to_schedule_with_is_one_line(config, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a mount namespace without systemd and cron")
+    (tmp_path / "empty").mkdir()
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", NO_SCHEDULER, "sh",
+                        sys.executable, "-m", "scanner.cli", "schedule", "add", "nightly", "--cron", "0 2 * * *",
+                        "--config", str(config)], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2], env={**os.environ, "EMPTY_PATH": str(tmp_path / "empty")})
     assert (p.returncode, _one_line(p)) == (3, "tcmscan: cannot schedule: systemd is not PID 1 and cron is not "
                                                "installed (apt-get install cron), or use --print and install the "
                                                "lines yourself")
