@@ -18,7 +18,8 @@ from checks.backup import _parse as parse
 VERIFY_BUDGET = 64 * 1024 * 1024   # bytes hashed for checksum verification per host, at most
 MAX_FILES = 5000                   # file rows read from find
 MAX_REPOS = 50
-MAX_SCRIPTS = 20
+MAX_SCRIPTS = 20                   # job scripts and env files read per host
+MAX_CANDIDATES = 400               # paths named by jobs looked at for them
 
 
 class Shell(Protocol):
@@ -80,12 +81,16 @@ def _split_files(out: str, root: str) -> dict[str, str]:
 
 
 def read_files(sh: Shell, paths: list[str], root: str = "") -> dict[str, str]:
-    """Scripts and env files named by jobs (absolute paths, regular files, 64 KiB each)."""
-    paths = [p for p in paths if p.startswith("/") and ".." not in p][:MAX_SCRIPTS]
+    """Scripts and env files named by jobs (absolute paths, regular files, 64 KiB each, MAX_SCRIPTS of them).
+
+    Most paths a job names are data (/srv/..., /var/backups/...), not files: the host skips those, so the cap
+    counts files actually read, not candidates."""
+    paths = [p for p in paths if p.startswith("/") and ".." not in p][:MAX_CANDIDATES]
     if not paths:
         return {}
     lst = " ".join(q(root + p) for p in paths)
-    cmd = (f"for f in {lst}; do [ -f \"$f\" ] && [ -r \"$f\" ] || continue; printf '\\036%s\\n' \"$f\"; "
+    cmd = (f"n=0; for f in {lst}; do [ -f \"$f\" ] && [ -r \"$f\" ] || continue; n=$((n+1)); "
+           f"[ $n -gt {MAX_SCRIPTS} ] && break; printf '\\036%s\\n' \"$f\"; "
            "head -c 65536 \"$f\" | tr -d '\\000\\036'; echo; done")
     _, out, _ = sh(cmd, 20)
     return _split_files(out, root)
@@ -166,7 +171,7 @@ def restic_repo(sh: Shell, path: str, password_file: str | None, root: str = "")
         if truncated:
             info["notes"].append("restic catalogue larger than the 4 MiB read limit: not parsed")
         elif rc != 0:
-            info["notes"].append(f"restic snapshots failed (exit {rc}): {parse.redact(out.strip()[-160:])}")
+            info["notes"].append(f"restic snapshots failed (exit {rc}): {parse.redact(out.strip(), limit=None)[-160:]}")
         else:
             cat = parse.restic_snapshots(out)
             if isinstance(cat, parse.Problem):

@@ -12,27 +12,16 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.backup import _redact
+
 MAX_PARSE = 4 * 1024 * 1024     # bytes of one catalogue we look at (the SSH session caps output at 4 MiB too)
 MAX_ITEMS = 100_000             # snapshots/archives/manifest lines looked at
 MAX_COMMAND = 300               # characters of a job command kept in an observation
 
-# Secrets never leave the host: these shapes are replaced by *** before a command is recorded.
-_SECRET_PATTERNS = [
-    re.compile(r"(?i)\b([A-Z0-9_]*(PASSWORD|PASSPHRASE|SECRET|TOKEN|KEY)[A-Z0-9_]*=)(\"[^\"]*\"|'[^']*'|\S+)"),
-    re.compile(r"(?i)(--password(?:=|\s+)|--passphrase(?:=|\s+)|--pass(?:=|\s+))(\"[^\"]*\"|'[^']*'|\S+)"),
-    re.compile(r"(\s-p)(?!assword-file)([^\s-]\S*)"),                # mysqldump -pSECRET
-    re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)"),                     # scheme://user:pass@host
-]
 
-
-def redact(text: str) -> str:
-    out = text
-    for pat in _SECRET_PATTERNS:
-        if pat.groups == 3 and pat.pattern.startswith("(://"):
-            out = pat.sub(r"\1***\3", out)
-        else:
-            out = pat.sub(lambda m: m.group(1) + "***", out)
-    return out[:MAX_COMMAND]
+def redact(text: str, limit: int | None = MAX_COMMAND) -> str:
+    """Secrets in a job's text become *** (the table: baselines/knowledge/secret_options.yaml)."""
+    return _redact.redact(text, limit)
 
 
 @dataclass
@@ -304,6 +293,8 @@ def job_info(text: str, tools: list[str], restic_remote_prefixes: list[str]) -> 
         pwfiles.append(sub(env["RESTIC_PASSWORD_FILE"]))
     for line in text.splitlines()[:5000]:
         words = [sub(w) for w in _words(line)]
+        # a quoted command (ExecStart=/bin/sh -c '...', su -c "...") is read as words too
+        words += [sub(x) for w in words if any(c in w for c in " \t") for x in _words(w)]
         for i, w in enumerate(words):
             prog = w.rsplit("/", 1)[-1]
             if prog in tools:

@@ -58,10 +58,13 @@ def catalogue(sh: collect.Shell, know: dict[str, Any], *, root: str = "",
     jobs: list[dict[str, Any]] = []
     job_texts: list[tuple[dict[str, Any], str]] = []
     entries = _job_entries(raw)
-    named = sorted({w for _, line in entries for w in re.findall(r"(/[\w./@+-]+)", line)})
+    # files a line names, taken from its redacted text: a secret that looks like a path is never sent back
+    # as a command (a command can end up in an attempt's error detail)
+    named_by = {line: re.findall(r"(/[\w./@+-]+)", parse.redact(line, limit=None)) for _, line in entries}
+    named = sorted({w for ws in named_by.values() for w in ws})
     extra = collect.read_files(sh, [*named, *know["restic_env_files"]], root)
     for source, line in entries:
-        text = line + "\n" + "\n".join(extra.get(p, "") for p in re.findall(r"(/[\w./@+-]+)", line))
+        text = line + "\n" + "\n".join(extra.get(p, "") for p in named_by[line])
         # one more hop: env files a script sources (`. /etc/restic/env`, EnvironmentFile=)
         hop = [p for p in re.findall(r"(?:^|\s)(?:\.|source|EnvironmentFile=-?)\s*(/[\w./@+-]+)", text, re.M)
                if p not in extra]
