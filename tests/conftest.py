@@ -1,12 +1,15 @@
 """Shared fixtures. The lab fixture reuses a running lab and leaves it running; it brings the lab up (and
 down again at the end) only when it was not running. TCMSCAN_LAB_KEEP=1 keeps a lab it started.
-One session fixture for the whole suite, checked and started under the lab lock.
+One session fixture for the whole suite, checked and started under the lab lock. It records which `lab up`
+made the lab it uses (`lab_identity`): the session, and tests/lab/test_zz_teardown.py, take down only that
+lab -- never one that was up before the session, nor one someone else brought up meanwhile.
 
 Under CI (CI=true) a skip is a failure: a test that cannot run its real parts there (a tool not installed,
 not root) would otherwise silently remove a whole area of the suite. Locally a skip stays a skip."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -60,8 +63,22 @@ def leave_running(already: bool) -> bool:
     return already or os.environ.get("TCMSCAN_LAB_KEEP") == "1"
 
 
+def lab_identity() -> tuple[tuple[str, int], ...]:
+    """Which `lab up` made the lab recorded now: its hosts' unshare PIDs, new on every `up` (from the lab's
+    state file); () when no lab is recorded."""
+    from lab import manager
+
+    try:
+        hosts = json.loads((manager.load().state_dir / "state.json").read_text())["hosts"]
+    except (OSError, ValueError, KeyError):
+        return ()
+    return tuple(sorted((name, int(rec["unshare_pid"])) for name, rec in hosts.items() if "unshare_pid" in rec))
+
+
 @pytest.fixture(scope="session")
 def lab_session() -> Iterator[dict[str, Any]]:
+    """{"already": the lab was up before the session, "status": `lab status`, "identity": lab_identity() of the
+    lab this session uses}; a test that brings up a lab of its own in its place updates "identity"."""
     reason = _lab_possible()
     if reason:
         pytest.skip(reason)
@@ -70,10 +87,12 @@ def lab_session() -> Iterator[dict[str, Any]]:
     # Under the lab lock: another engineer's `lab up` in progress is not mistaken for "not running".
     with manager.lock(progress=lambda _m: None):
         already = bool(manager.status()["running"])
-        session = {"already": already, "status": manager.up(progress=lambda _m: None)}
+        session = {"already": already, "status": manager.up(progress=lambda _m: None), "identity": lab_identity()}
     yield session
     if not leave_running(already):
-        manager.down(progress=lambda _m: None)
+        with manager.lock(progress=lambda _m: None):
+            if lab_identity() == session["identity"]:   # still the lab we brought up: ours to take down
+                manager.down(progress=lambda _m: None)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ fails, naming why (tests/conftest.py); an expected failure (xfail) stays what it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -118,3 +119,117 @@ def test_under_ci_a_module_skipped_at_import_fails(tmp_path):
     assert run_tiny(tmp_path, IMPORT_SKIP, None) == (5, ["SKIPPED [1] test_tiny.py:3: needs no_such_module"])
     assert run_tiny(tmp_path, IMPORT_SKIP, "true") == (2, [
         "ERROR test_tiny.py - skipped under CI=true, where every test must run: needs no_such_module"])
+
+
+# The lab teardown tests and the session's lab fixture against a stand-in for lab.manager whose state file
+# lives in tmp_path: no lab is brought up or down here. `lab_cli` (the real `python -m lab`) must never run.
+FAKE_MANAGER = '''
+import contextlib, json, os, types
+from pathlib import Path
+
+STATE_DIR = Path(os.environ["FAKE_LAB_DIR"])
+LOG = STATE_DIR / "calls"
+
+def _log(what):
+    with LOG.open("a") as f:
+        f.write(what + "\\n")
+
+def load():
+    return types.SimpleNamespace(state_dir=STATE_DIR)
+
+def lock(progress=print):
+    return contextlib.nullcontext()
+
+def status():
+    return {"running": (STATE_DIR / "state.json").exists(), "hosts": []}
+
+def up(progress=print):
+    if not (STATE_DIR / "state.json").exists():
+        _log("up")
+        (STATE_DIR / "state.json").write_text(json.dumps({"hosts": {"his": {"unshare_pid": 1000}}}))
+    return status()
+
+def down(progress=print):
+    _log("down")
+    (STATE_DIR / "state.json").unlink()
+'''
+FAKE_CONFTEST = '''
+import sys
+import lab
+import fake_manager
+import pytest
+import tests.conftest
+import tests.lab.test_zz_teardown as teardown
+
+lab.manager = sys.modules["lab.manager"] = fake_manager
+tests.conftest._lab_possible = lambda: None     # root and the lab's tools are not the point here
+
+
+@pytest.fixture(autouse=True)
+def no_real_lab(monkeypatch):
+    monkeypatch.setattr(teardown, "lab_cli", lambda *args: pytest.fail(f"ran `lab {' '.join(args)}`"))
+'''
+TEARDOWN_TESTS = '''
+import json, os
+from pathlib import Path
+
+def test_session_uses_the_lab(lab_session):
+    pass
+
+def test_someone_replaces_the_lab(lab_session):
+    if os.environ.get("REPLACE") == "1":
+        (Path(os.environ["FAKE_LAB_DIR"]) / "state.json").write_text(
+            json.dumps({"hosts": {"his": {"unshare_pid": 2000}}}))
+
+from tests.lab.test_zz_teardown import test_down_removes_everything, test_concurrent_ups_then_down_after_crash
+'''
+
+
+def run_teardown(tmp_path: Path, *, up_before: bool, replace: bool) -> tuple[list[str], list[str]]:
+    """(the short summary of the teardown tests, what the stand-in lab manager was asked to do)."""
+    lab_dir = tmp_path / "labstate"
+    lab_dir.mkdir()
+    if up_before:   # someone else's lab, up before the session
+        (lab_dir / "state.json").write_text(json.dumps({"hosts": {"his": {"unshare_pid": 500}}}))
+    (tmp_path / "fake_manager.py").write_text(FAKE_MANAGER)
+    (tmp_path / "conftest.py").write_text(FAKE_CONFTEST)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_teardown_guard.py").write_text(TEARDOWN_TESTS)
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TCMSCAN_LAB_KEEP")}
+    env.update(FAKE_LAB_DIR=str(lab_dir), REPLACE="1" if replace else "0",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-rA",
+                           "-q", str(tmp_path / "test_teardown_guard.py")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    summary = proc.stdout.split("short test summary info", 1)[1].splitlines()[1:]
+    lines = sorted(re.sub(r"\S*test_(teardown_guard|zz_teardown)\.py(:\d+)?", r"\1", ln) for ln in summary
+                   if ln.split(" ", 1)[0] in ("PASSED", "FAILED", "ERROR", "SKIPPED"))
+    calls = (lab_dir / "calls").read_text().split() if (lab_dir / "calls").exists() else []
+    return lines, calls
+
+
+def test_teardown_leaves_a_lab_that_was_up_before_the_session(tmp_path):
+    why = "the lab was up before this session: not ours to take down"
+    assert run_teardown(tmp_path, up_before=True, replace=False) == ([
+        "PASSED teardown_guard::test_session_uses_the_lab",
+        "PASSED teardown_guard::test_someone_replaces_the_lab",
+        f"SKIPPED [2] zz_teardown: {why}"], [])
+
+
+def test_teardown_leaves_a_lab_someone_else_brought_up_during_the_session(tmp_path):
+    why = "the lab now up is not the one this session brought up: not ours to take down"
+    assert run_teardown(tmp_path, up_before=False, replace=True) == ([
+        "PASSED teardown_guard::test_session_uses_the_lab",
+        "PASSED teardown_guard::test_someone_replaces_the_lab",
+        f"SKIPPED [2] zz_teardown: {why}"], ["up"])
+
+
+def test_the_session_takes_down_the_lab_it_brought_up(tmp_path):
+    lines, calls = run_teardown(tmp_path, up_before=False, replace=False)
+    # the teardown tests proceed to `lab down` (refused here, see FAKE_CONFTEST); the session takes its lab down
+    assert [ln.split(" - ")[0] for ln in lines] == [
+        "FAILED teardown_guard::test_concurrent_ups_then_down_after_crash",
+        "FAILED teardown_guard::test_down_removes_everything",
+        "PASSED teardown_guard::test_session_uses_the_lab",
+        "PASSED teardown_guard::test_someone_replaces_the_lab"]
+    assert calls == ["up", "down"]

@@ -1,6 +1,9 @@
 """Runs last (module order): `lab down` leaves nothing behind -- after a normal run and
-after a simulated crash that lost the state file.  If the lab was running before the
-session (others use it) or TCMSCAN_LAB_KEEP=1, it is brought up again at the end."""
+after a simulated crash that lost the state file.  It takes down only the lab this session
+brought up (tests/conftest.py records which `lab up` made it): a lab that was running before
+the session (others use it), or that someone else brought up meanwhile, is left alone and the
+test does not run (under CI that fails).  With TCMSCAN_LAB_KEEP=1 the session's lab is
+brought up again at the end."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import leave_running
+from tests.conftest import lab_identity, leave_running
 
 pytestmark = pytest.mark.lab
 
@@ -65,7 +68,16 @@ def recorded_pids() -> list[int]:
     return pids
 
 
+def require_ours(lab_session: dict[str, Any]) -> None:
+    """Go on only if the lab recorded now is the one this session brought up."""
+    if lab_session["already"]:
+        pytest.skip("the lab was up before this session: not ours to take down")
+    if lab_identity() != lab_session["identity"]:
+        pytest.skip("the lab now up is not the one this session brought up: not ours to take down")
+
+
 def test_down_removes_everything(lab_session: dict[str, Any]) -> None:
+    require_ours(lab_session)
     forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     pids = recorded_pids()
     done = lab_cli("down")
@@ -78,6 +90,11 @@ def test_concurrent_ups_then_down_after_crash(lab_session: dict[str, Any]) -> No
     # Two `lab up` at once (two engineers, or a test session's lab fixture during someone's
     # `up`) used to tear each other's half-started hosts down: "host core-switch exited while
     # starting".  Now the second waits for the lock and finds the lab up.
+    if lab_identity():                  # run on its own: the session's lab is still up
+        require_ours(lab_session)
+        done = lab_cli("down")
+        assert done.returncode == 0, done.stderr
+    assert lab_identity() == ()
     first = subprocess.Popen([sys.executable, "-m", "lab", "up"], cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -96,11 +113,12 @@ def test_concurrent_ups_then_down_after_crash(lab_session: dict[str, Any]) -> No
     done = lab_cli("down")
     assert done.returncode == 0, done.stderr
     assert_nothing_left(pids)
-    if leave_running(lab_session["already"]):
+    if leave_running(lab_session["already"]):     # TCMSCAN_LAB_KEEP=1: the session's lab stays up
         again = lab_cli("up")
         assert again.returncode == 0, again.stderr
         lab_session["status"] = json.loads(lab_cli("status", "--json").stdout)
         assert lab_session["status"]["running"] is True
+        lab_session["identity"] = lab_identity()
 
 
 def test_non_root_refused() -> None:
