@@ -7,10 +7,13 @@ input error.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.core.errors import UsageError
+from scanner.core.scope import Scope
 from scanner.core.vocab import EXIT_OK, EXIT_VERIFY_FAILED
 
 FORMATS = ("html", "pdf", "json", "csv", "sarif")
@@ -51,11 +54,36 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _scope(text: str) -> Scope:
+    texts = [t for t in text.split(",") if t.strip()]
+    if not texts:
+        raise argparse.ArgumentTypeError("no network given")
+    try:
+        return Scope.parse(texts)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _date(text: str, *, end_of_day: bool) -> dt.datetime:
+    """An ISO date (the whole day, UTC) or date and time (UTC unless it carries an offset)."""
+    try:
+        if len(text) == 10:
+            day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+            return day + dt.timedelta(days=1, microseconds=-1) if end_of_day else day
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or ISO date and time: {text!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from reports.signing import load_public_key, verify_bundle
+    from reports.signing import Pins, load_public_key, verify_bundle
 
     keys = [load_public_key(p) for p in args.pubkey]
-    problems, manifest = verify_bundle(Path(args.directory), keys)
+    pins = Pins(scan_id=args.scan_id, scope=args.scope, not_before=args.not_before, not_after=args.not_after)
+    if pins.not_before and pins.not_after and pins.not_before > pins.not_after:
+        raise UsageError("verify: --not-before is after --not-after")
+    problems, manifest = verify_bundle(Path(args.directory), keys, pins)
     if problems:
         for p in problems:
             print(f"tcmscan: verify: {p}", file=sys.stderr)
@@ -63,7 +91,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_VERIFY_FAILED
     assert manifest is not None
     algs = ", ".join(f"{k.algorithm} {k.key_id}" for k in keys)
-    print(f"OK: {len(manifest['files'])} files intact, scan {manifest['scan']['id']}, signed by {algs}")
+    scan = manifest["scan"]
+    print(f"OK: {len(manifest['files'])} files intact, scan {scan['id']} (scope {', '.join(scan['scope'])}; "
+          f"{scan['started']} to {scan['finished']}), signed by {algs}")
     return EXIT_OK
 
 
@@ -93,6 +123,12 @@ def register(sub: Any) -> None:
     s = sub.add_parser("verify", help="check a signed report bundle offline")
     s.add_argument("directory", metavar="DIR")
     s.add_argument("--pubkey", action="append", required=True, metavar="FILE",
-                   help="public key (Ed25519 PEM or SM2 .pub.json); repeat to require both signatures")
+                   help="public key (Ed25519 or SM2 PEM); one for every signature the bundle lists")
+    s.add_argument("--scan-id", metavar="ID", help="the bundle must be of this scan")
+    s.add_argument("--scope", type=_scope, metavar="CIDR[,..]", help="the scan's allowlist must be these networks")
+    s.add_argument("--not-before", type=lambda t: _date(t, end_of_day=False), metavar="DATE",
+                   help="the scan started on or after DATE (YYYY-MM-DD, UTC, or an ISO date and time)")
+    s.add_argument("--not-after", type=lambda t: _date(t, end_of_day=True), metavar="DATE",
+                   help="the scan finished on or before DATE (a date alone: by the end of that day, UTC)")
     s.set_defaults(func=cmd_verify)
 
