@@ -147,10 +147,17 @@ def test_sm2_bundle_flips_fail(signed, tmp_path):
     shutil.copytree(out / "sm2", bundle)
     pub = [load_public_key(str(keys / ED_PUBLIC)), load_public_key(str(keys / SM2_PUBLIC))]
     sig = bundle / "manifest.sm2.sig"
-    for pos in (0, 30, sig.stat().st_size // 2, sig.stat().st_size - 20, sig.stat().st_size - 1):
+    # the DER structure (tags, lengths, a leading 0 of r or s) byte by byte, and both ends of r and s: a changed
+    # tag or length is unreadable, a changed r or s is not valid, never the same signature spelt another way
+    data = sig.read_bytes()
+    s_at = 4 + data[3]                  # SEQUENCE tag, length, INTEGER tag, length of r, r; then s
+    positions = {0, 1, 2, 3, 4, 5, s_at - 1, s_at, s_at + 1, s_at + 2, s_at + 3, len(data) - 1}
+    for pos in sorted(positions):
         original = flip(sig, pos)
-        assert verify_bundle(bundle, pub)[0], pos
+        problems = verify_bundle(bundle, pub)[0]
         sig.write_bytes(original)
+        assert len(problems) == 1 and problems[0].startswith(("manifest.sm2.sig is corrupt (", "manifest.json does "
+                                                              "not match its SM2-SM3 signature")), (pos, problems)
     m = bundle / "manifest.json"
     original = flip(m, m.stat().st_size // 2)
     problems = verify_bundle(bundle, pub)[0]
@@ -201,6 +208,14 @@ def test_verify_says_exactly_what_failed(signed, keypair, tmp_path):
         "tcmscan: verify: manifest.sig not checked: no --pubkey for the Ed25519 signature the manifest lists",
         "tcmscan: verify: missing file manifest.sm2.sig: no SM2-SM3 signature (the manifest lists none)",
         "FAILED: 2 problem(s) in " + str(out / "ed")])
+
+    # a signature file the manifest does not list never counts, even a valid one
+    b4 = tmp_path / "b4"
+    shutil.copytree(out / "ed", b4)
+    shutil.copy(out / "sm2" / "manifest.sm2.sig", b4)
+    code, lines = verify_cli(b4, keys / ED_PUBLIC)
+    assert (code, lines) == (1, ["tcmscan: verify: extra file manifest.sm2.sig (the manifest lists no SM2-SM3 "
+                                 "signature)", "FAILED: 1 problem(s) in " + str(b4)])
 
 
 # A private key whose public key's hex starts with "04": gmssl's constructor strips leading 0s and 4s from
