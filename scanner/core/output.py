@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any
 
 from scanner.core.models import Finding, Observation
@@ -27,6 +28,12 @@ FINDING_CSV_FIELDS = ("fingerprint", "address", "host_name", "port", "rule_id", 
                       "waiver_expires")
 # Spreadsheet programs execute cells that start with these; host-controlled text must not.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# What a target sends must not drive the terminal or a viewer: C0 controls (ESC starts CSI/OSC sequences, OSC 8
+# links, OSC 52 clipboard writes; bare CR and backspace overwrite what was printed), DEL, C1 controls (\x9b is a
+# one-byte CSI), bidirectional overrides and isolates (U+202E shows text reversed), invisible format characters,
+# line/paragraph separators, lone surrogates (unprintable) and Unicode tag characters.
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+                    "\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]")
 # Spreadsheets cap a cell at 32,767 characters and split or drop longer ones: clip well below.
 CSV_CELL_MAX = 32000
 
@@ -75,12 +82,39 @@ def findings_csv(findings: list[dict[str, Any]], host_names: dict[str, str] | No
     return ("\ufeff" if bom else "") + buf.getvalue()
 
 
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` safe for a terminal, a table cell or one line of a message: every UNSAFE character is shown as a
+    visible escape (\\x1b, \\x9b, \\u202e, \\U000e0041), the rest left alone. The one function every terminal
+    path uses; `keep_newlines` for a CSV cell, where a line break is data."""
+    if keep_newlines:
+        return "\n".join(printable(part) for part in text.split("\n"))
+    return UNSAFE.sub(_escape, text)
+
+
+def _escape(m: re.Match[str]) -> str:
+    n = ord(m.group())
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    # A JSON string escape decodes to the same character: the output stays lossless and the terminal inert.
+    n = ord(m.group())
+    if n < 0x20:
+        return m.group()      # json.dumps escaped those inside strings; outside them this is its own indentation
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+
+
 def observation_json(o: Observation) -> dict[str, Any]:
     return {"check_id": o.check_id, "address": o.address, "port": o.port, "key": o.key, "data": o.data}
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False, default=str)
+    """JSON for a terminal or a file, UNSAFE characters written as \\u escapes (json.dumps leaves C1 controls and
+    bidi overrides raw); other characters (Chinese) as they are."""
+    return UNSAFE.sub(_json_escape, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False, default=str))
 
 
 def csv_safe(value: Any) -> str:
@@ -91,18 +125,21 @@ def csv_safe(value: Any) -> str:
 
 
 def csv_cell(value: Any) -> str:
-    """One spreadsheet cell: JSON for structures, formula-neutralised, clipped with the full length said."""
+    """One spreadsheet cell: JSON for structures, control characters escaped, formula-neutralised, clipped with the
+    full length said."""
     if value is None:
         return ""
-    text = csv_safe(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True,
-                                                                    default=str))
+    text = csv_safe(printable(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
+                                                                              sort_keys=True, default=str),
+                              keep_newlines=True))
     if len(text) > CSV_CELL_MAX:
         text = text[:CSV_CELL_MAX] + f"…[truncated, {len(text)} characters; full value in report.json]"
     return text
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
-    cells = [[str(c) if c is not None else "" for c in r] for r in rows]
+    cells = [[printable(str(c)) if c is not None else "" for c in r] for r in rows]
+    headers = [printable(h) for h in headers]
     widths = [max([_width(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(_pad(h, widths[i]) for i, h in enumerate(headers)),
              "  ".join("-" * w for w in widths)]

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TextIO
 
+from scanner.core.output import printable
+
 
 class Progress:
     def __init__(self, label: str, total: int, stream: TextIO | None = None, enabled: bool | None = None) -> None:
@@ -26,7 +28,9 @@ class Progress:
         width = 30
         frac = self.done / self.total if self.total else 1.0
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        self.stream.write(f"\r{self.label:<10} [{bar}] {self.done}/{self.total} {now - self.start:5.1f}s {note[:40]:<40}")
+        # the note can name what a target sent (a host name): escaped, and cut after escaping so it stays one line
+        note = printable(note)[:40]
+        self.stream.write(f"\r{self.label:<10} [{bar}] {self.done}/{self.total} {now - self.start:5.1f}s {note:<40}")
         self.stream.flush()
 
     def close(self) -> None:
@@ -36,6 +40,6 @@ class Progress:
 
 
 def say(message: str, quiet: bool = False) -> None:
-    """One status line on stderr (stdout is kept for machine-readable output)."""
+    """One status line on stderr (stdout is kept for machine-readable output), control characters escaped."""
     if not quiet:
-        print(message, file=sys.stderr, flush=True)
+        print(printable(message), file=sys.stderr, flush=True)
