@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from scanner.core.models import Asset, AttemptResult, AttemptSpec, Observation, attempt_id
+from scanner.engine import library_logs
 from scanner.engine.plugins import Check, Registry, load_registry
 from scanner.sdk.context import CheckContext, RunEnv
 from scanner.sdk.errors import CheckError, CheckNotApplicable
@@ -65,7 +66,15 @@ def plan_attempts(scan_id: str, assets: Iterable[Asset], checks: Iterable[Check]
 
 
 def execute_attempt(spec: AttemptSpec, env: RunEnv, registry: Registry | None = None) -> AttemptResult:
-    """Run one attempt. Never raises: every outcome is a result with a status and a reason."""
+    """Run one attempt. Never raises: every outcome is a result with a status and a reason; what libraries
+    logged meanwhile (paramiko's "Exception (client): ...") is added to its detail, never printed."""
+    with library_logs.capture() as said:
+        result = _execute(spec, env, registry)
+    result.detail = said.annotate(result.detail)
+    return result
+
+
+def _execute(spec: AttemptSpec, env: RunEnv, registry: Registry | None) -> AttemptResult:
     registry = registry or load_registry()
     asset = Asset.from_dict(spec.asset)
     result = AttemptResult(spec.attempt_id, spec.check_id, asset.address, spec.port, "error")
