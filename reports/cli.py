@@ -1,4 +1,5 @@
-"""`tcmscan report`, `tcmscan keys generate` and `tcmscan verify` (loaded by scanner/cli/main.py `_extensions`).
+"""`tcmscan report` and `tcmscan verify` (loaded by scanner/cli/main.py `_extensions`); `tcmscan keys` is
+scanner/cli/keys.py.
 
 Exit codes: 0 done / bundle verified; 1 verification failed (one line per problem on stderr); 2 usage or
 input error.
@@ -42,15 +43,6 @@ def cmd_report(args: argparse.Namespace) -> int:
                            force=args.force)
     for name in written:
         print(Path(args.out) / name)
-    return EXIT_OK
-
-
-def cmd_keys_generate(args: argparse.Namespace) -> int:
-    from reports.signing import generate_keys, read_passphrase
-
-    passphrase = read_passphrase(args.passphrase_file, confirm=True)
-    for p in generate_keys(Path(args.out), passphrase, sm2=args.sm2):
-        print(p)
     return EXIT_OK
 
 
@@ -98,8 +90,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from scanner.core.cli_parser import Parser
-
     s = sub.add_parser("report", help="write the graded report (HTML, PDF, JSON, CSV, SARIF), optionally signed")
     s.add_argument("scan_id", nargs="?", help="scan id (default: the latest)")
     s.add_argument("--format", type=_formats, default=["html", "json"], metavar="LIST",
@@ -111,14 +101,6 @@ def register(sub: Any) -> None:
     s.add_argument("--passphrase-file", metavar="FILE", help="key passphrase (else $TCMSCAN_KEY_PASSPHRASE)")
     s.add_argument("--force", action="store_true", help="replace an earlier bundle in --out")
     s.set_defaults(func=cmd_report)
-
-    keys = sub.add_parser("keys", help="report signing keys").add_subparsers(
-        dest="sub", metavar="SUBCOMMAND", parser_class=Parser, required=True)
-    s = keys.add_parser("generate", help="create an Ed25519 (and optionally SM2) key pair, passphrase-encrypted")
-    s.add_argument("--out", required=True, metavar="DIR")
-    s.add_argument("--sm2", action="store_true", help="also create an SM2 key pair (ShangMi, SM3 digest)")
-    s.add_argument("--passphrase-file", metavar="FILE", help="passphrase (else $TCMSCAN_KEY_PASSPHRASE, or a prompt)")
-    s.set_defaults(func=cmd_keys_generate)
 
     s = sub.add_parser("verify", help="check a signed report bundle offline")
     s.add_argument("directory", metavar="DIR")

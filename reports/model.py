@@ -78,6 +78,15 @@ def trend(store: Store, scan: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def host_keys_tofu(store: Store, scan_id: str) -> list[dict[str, Any]]:
+    """SSH host keys trusted on first use in this scan (host.host-key status "new"): nobody vouched for them
+    before the scanner logged in, so an operator confirms their fingerprints with the hosts' owners."""
+    return [{"address": o.address, "port": o.data["port"], "key_type": o.data["key_type"],
+             "fingerprint": o.data["fingerprint"]}
+            for o in store.observations(scan_id)
+            if o.check_id == "host.host-key" and o.key == "host-key" and o.data.get("status") == "new"]
+
+
 def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, Any]:
     scan, g, findings = _grade_of(store, scan_id)
     assets = store.assets(scan_id)
@@ -193,6 +202,7 @@ def build(store: Store, scan_id: str, *, now: str | None = None) -> dict[str, An
         "diff": diff,
         "not_assessed": not_assessed,
         "trend": trend(store, scan),
+        "host_keys_tofu": host_keys_tofu(store, scan_id),
         "events": [{"time": e["time"], "address": e["address"] or "", "message": e["message"]}
                    for e in store.events(scan_id)][:500],
     }

@@ -17,6 +17,7 @@ from scanner import __version__
 from scanner.assess.baseline import DEFAULT_PROFILE, list_profiles, load_profile
 from scanner.assess.evaluate import diff_findings
 from scanner.assess.grading import stored_findings
+from scanner.cli import keys as keys_cli
 from scanner.core.cli_parser import Parser
 from scanner.core.errors import TcmscanError, UsageError
 from scanner.core.output import dumps, finding_json, findings_csv, observation_json, table
@@ -297,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--expires", required=True, help="YYYY-MM-DD")
     s.set_defaults(func=cmd_waive)
     sub.add_parser("waivers", help="list waivers").set_defaults(func=cmd_waivers)
+    keys_cli.register(sub)                 # keys generate / keys pin (scanner/cli/keys.py)
 
     for _name, register in _extensions():
         register(sub)
@@ -317,7 +319,7 @@ def _db_after_subcommand(sub: argparse._SubParsersAction) -> None:
 
 
 def _extensions() -> list[tuple[str, Callable[[Any], None]]]:
-    """Sub-commands that live with their own package (lab, report, keys, schedule, a hospital's own), registered
+    """Sub-commands that live with their own package (lab, report, schedule, a hospital's own), registered
     like checks: `[project.entry-points."tcmscan.commands"] NAME = "module:register"`. One that fails to load is
     named on stderr, never skipped in silence."""
     found = []

@@ -17,7 +17,7 @@ ATTEMPT_STATUSES = ("pending", "completed", "error", "skipped", "not_applicable"
 # Why an attempt did not complete. "bug" means our code failed: never read as a pass.
 ATTEMPT_REASONS = (
     "connectivity", "timeout", "auth", "no-credentials", "protocol", "unsupported",
-    "safe-mode", "device-stopped", "host-key-changed", "interrupted", "bug",
+    "safe-mode", "device-stopped", "host-key-changed", "host-key-unpinned", "interrupted", "bug",
 )
 # Verdict of one rule on one asset.
 VERDICTS = ("passed", "failed", "waived", "not_assessed", "not_applicable")

@@ -34,6 +34,11 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("TCMSCAN_HOME", Path.home() / ".local" / "share" / "tcmscan"))
 
 
+def known_hosts_path(given: str | None) -> Path:
+    """The SSH host-key pin file: the one given, else the data directory's (`tcmscan keys pin` uses it too)."""
+    return Path(given) if given else default_data_dir() / "known_hosts"
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -214,8 +219,8 @@ def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[An
                              options=settings.check_options())
     specs = [s for s in specs if s.attempt_id in pending]
     versions = {c.meta.id: c.meta.version for c in checks}
-    known_hosts = Path(settings.known_hosts) if settings.known_hosts else default_data_dir() / "known_hosts"
-    env = RunEnv(scope=scope_of(settings), credentials=creds, known_hosts=known_hosts, vantage=settings.vantage)
+    env = RunEnv(scope=scope_of(settings), credentials=creds, known_hosts=known_hosts_path(settings.known_hosts),
+                 host_keys=settings.host_keys, vantage=settings.vantage)
     bar = Progress("checks", len(specs))
 
     def on_result(result: Any) -> None:

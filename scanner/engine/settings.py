@@ -17,6 +17,7 @@ from typing import Any
 from scanner.assess.baseline import DEFAULT_PROFILE
 from scanner.core.vocab import ZONES
 from scanner.engine.runner import DEFAULT_HOST_CAP, DEFAULT_WORKERS
+from scanner.sdk.context import HOST_KEY_MODES
 
 # Value types. Lists come from a repeated flag on the command line and a TOML array (or one string) in a job.
 TYPES = {
@@ -67,6 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
             "credentials", metavar="FILE", must_exist=True),
     Setting("known_hosts", "path", None, "SSH host keys pinned on first use", "--known-hosts", "known_hosts",
             metavar="FILE"),
+    Setting("host_keys", "str", HOST_KEY_MODES[0], "SSH host keys: tofu pins an unknown host's key on first use "
+            "(listed in the report), strict logs in only to hosts pinned with 'tcmscan keys pin' "
+            "(default %(default)s)", "--host-keys", "host_keys", choices=HOST_KEY_MODES),
     Setting("ca_file", "path", None, "CA bundle of the hospital's own PKI, trusted besides the system's",
             "--ca-file", "ca_file", metavar="PEM", must_exist=True),
     Setting("checks", "strs", None, "run only these checks or families", "--checks", "checks", metavar="ID",

@@ -127,6 +127,11 @@ class PacedSSLSocket(_PacedSends, ssl.SSLSocket):
     """TLS over a paced connection: application data sends wait for the device's pace too."""
 
 
+# SSH host keys (scanner/sdk/ssh_session.py): "tofu" pins an unknown host's key on first use (a scan event),
+# "strict" logs in only to a host whose key was pinned beforehand (`tcmscan keys pin`).
+HOST_KEY_MODES = ("tofu", "strict")
+
+
 @dataclass
 class RunEnv:
     """Live objects a worker needs; rebuilt on each worker from the scan's stored settings.
@@ -137,6 +142,7 @@ class RunEnv:
     scope: Scope
     credentials: CredentialStore = field(default_factory=CredentialStore)
     known_hosts: Path | None = None
+    host_keys: str = HOST_KEY_MODES[0]
     vantage: str = "user"
     guards: dict[str, HostGuard] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -1,8 +1,13 @@
-"""Credentials for authenticated checks. Held in memory only: never written to the database, logs or reports."""
+"""Credentials for authenticated checks. Held in memory only: never written to the database, logs or reports.
+
+The credentials file, and a key passphrase file, must be private to their owner (no permission for group or
+others, as OpenSSH demands of a private key): a secret others can read is refused, not warned about."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ class Credential:
     user: str = ""
     password: str | None = None
     key_file: str | None = None      # neither key_file nor password: the keys of ssh-agent ($SSH_AUTH_SOCK)
+    key_passphrase: str | None = None   # from key_passphrase_file: decrypts an encrypted key_file
     port: int | None = None
     sudo: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -58,13 +64,26 @@ class CredentialStore:
         return best[1] if best else None
 
 
+def _private_text(path: str, what: str) -> str:
+    """The file's text, refused when group or others have any permission on it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & 0o077:
+                raise UsageError(f"{what} {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
+                                 f"it holds secrets: chmod 600 {path}")
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text") from None
+
+
 def load_credentials(path: str | None) -> CredentialStore:
     if not path:
         return CredentialStore()
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageError(f"cannot read credentials file {path}: {e.strerror}") from None
+        raw = yaml.safe_load(_private_text(path, "credentials file"))
     except yaml.YAMLError:
         # the message could quote a secret: say only where
         raise UsageError(f"credentials file {path} is not valid YAML") from None
@@ -88,10 +107,17 @@ def load_credentials(path: str | None) -> CredentialStore:
         key_file = item.pop("key_file", None)
         if key_file and not Path(key_file).is_file():
             raise UsageError(f"{where}: key file {key_file} does not exist")
+        passphrase_file = item.pop("key_passphrase_file", None)
+        if passphrase_file and not key_file:
+            raise UsageError(f"{where}: key_passphrase_file without key_file")
+        # the file's text without its trailing newline, as for the report-signing passphrase file
+        passphrase = (_private_text(str(passphrase_file), "key passphrase file").rstrip("\r\n")
+                      if passphrase_file else None)
         port = item.pop("port", None)
         store.items.append(Credential(
             match=match, type=type_, user=str(item.pop("user", "")),
             password=None if item.get("password") is None else str(item.pop("password")),
-            key_file=key_file, port=int(port) if port else None, sudo=bool(item.pop("sudo", False)),
+            key_file=key_file, key_passphrase=passphrase, port=int(port) if port else None,
+            sudo=bool(item.pop("sudo", False)),
             extra={k: v for k, v in item.items() if k != "password"}))
     return store

@@ -1,10 +1,17 @@
 """One authenticated SSH session per host per scan, shared by every check that reads the host
-(hardening, accounts, audit, backups): collect once, evaluate many. Host keys are pinned on first use."""
+(hardening, accounts, audit, backups): collect once, evaluate many.
+
+Host keys are pinned per host, not per key type: once a host has a pin, the key it presents must be a
+pinned one, whatever its type. A man in the middle who offers another key type is a changed key, and no
+authentication is attempted. The pinned types are offered first, so an honest host holding several keys
+presents the pinned one. An unpinned host is trusted on first use (mode "tofu", recorded as a scan event)
+or refused before authentication (mode "strict": pin it first with `tcmscan keys pin`)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import secrets
 import threading
@@ -15,6 +22,7 @@ from pathlib import Path
 import paramiko
 
 from scanner.sdk.context import CheckContext, RunEnv
+from scanner.sdk.credentials import Credential
 from scanner.sdk.errors import CheckError
 
 MAX_OUTPUT = 4 * 1024 * 1024   # bytes read from one command at most
@@ -22,18 +30,46 @@ MAX_STDERR = 64 * 1024
 # CSI / OSC / two-byte escape sequences: colour codes a login script may print
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 
+# Key type as pinned (paramiko PKey.get_name(), OpenSSH known_hosts) -> the host-key algorithms that make a
+# server present a key of that type, in paramiko's order of preference. SHA-1 "ssh-rsa" signatures are left
+# out, as paramiko's defaults leave them out.
+HOST_KEY_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "ssh-ed25519": ("ssh-ed25519",),
+    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
+    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
+    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256"),
+}
+
 
 class HostKeyChanged(CheckError):
-    """The host presented a key other than the pinned one: authenticated checks on it stop."""
+    """The host presented a key that is not pinned although the host has pins (another key of the pinned
+    type, or a key of another type): authenticated checks on it stop, no authentication is attempted."""
 
-    def __init__(self, name: str, key_type: str, old: str, new: str) -> None:
-        super().__init__("host-key-changed", f"{key_type} host key of {name} changed: was {old}, now {new}; "
-                                             "authenticated checks stopped")
-        self.name, self.key_type, self.old, self.new = name, key_type, old, new
+    def __init__(self, name: str, key_type: str, new: str, pinned_type: str, old: str) -> None:
+        what = (f"{key_type} host key of {name} changed: was {old}, now {new}" if key_type == pinned_type else
+                f"host key of {name} changed: pinned {pinned_type} {old}, presented {key_type} {new}")
+        super().__init__("host-key-changed", f"{what}; authenticated checks stopped")
+        self.name, self.key_type, self.new, self.pinned_type, self.old = name, key_type, new, pinned_type, old
 
     def again(self) -> HostKeyChanged:
         """A fresh copy to raise in another attempt (an exception object is not shared between threads)."""
-        return HostKeyChanged(self.name, self.key_type, self.old, self.new)
+        return HostKeyChanged(self.name, self.key_type, self.new, self.pinned_type, self.old)
+
+    def __reduce__(self) -> tuple:     # pickled as the plain CheckError it is to the runner
+        return CheckError, self.args
+
+
+class HostKeyUnpinned(CheckError):
+    """Strict mode: the host has no pinned key, so nothing is sent to it."""
+
+    def __init__(self, name: str, address: str, port: int, key_type: str, fingerprint: str) -> None:
+        pin = f"tcmscan keys pin {address}" + ("" if port == 22 else f" --port {port}")
+        super().__init__("host-key-unpinned", f"no pinned host key for {name} (it presented {key_type} "
+                                              f"{fingerprint}); strict host keys: not logged in. Pin it: {pin}")
+
+    def __reduce__(self) -> tuple:
+        return CheckError, self.args
 
 
 @dataclass
@@ -46,33 +82,84 @@ class CommandResult:
     clean: bool = True        # False: the shell printed nothing of ours (no start marker): output untrusted
 
 
+def host_name(address: str, port: int) -> str:
+    """The host as OpenSSH's known_hosts names it: `address`, or `[address]:port` off port 22."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def fingerprint(key: paramiko.PKey | str) -> str:
+    """OpenSSH's SHA256 fingerprint (`ssh-keygen -l`) of a key or of its base64 blob."""
+    b64 = key if isinstance(key, str) else key.get_base64()
+    return "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(b64)).digest()).decode().rstrip("=")
+
+
+def preferred_algorithms(pinned_types: list[str]) -> list[str]:
+    """Host-key algorithms to offer: those of the pinned types first (an honest host presents its pinned key),
+    then paramiko's others, so that a host presenting another type shows us which key it has."""
+    first = [a for t in HOST_KEY_ALGORITHMS if t in pinned_types for a in HOST_KEY_ALGORITHMS[t]]
+    return first + [a for a in paramiko.Transport._preferred_keys if a not in first]  # noqa: SLF001
+
+
 class KnownHosts:
-    """Our own pin file (`address keytype base64`), separate from the user's ~/.ssh/known_hosts."""
+    """Our own pin file (`name keytype base64`, names as OpenSSH writes them), separate from the user's
+    ~/.ssh/known_hosts. Created 0600 in a directory created 0700: whoever can add a line can vouch for a host."""
 
     _lock = threading.Lock()
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def check(self, address: str, port: int, key: paramiko.PKey) -> str:
-        """'pinned' (matches), 'new' (recorded now), or raise host-key-changed."""
-        name = address if port == 22 else f"[{address}]:{port}"
+    def pins(self, name: str) -> dict[str, str]:
+        """The host's pinned keys: key type -> base64."""
+        out: dict[str, str] = {}
+        if not self.path.exists():
+            return out
+        for line in self.path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == name:
+                out.setdefault(parts[1], parts[2])
+        return out
+
+    def check(self, address: str, port: int, key: paramiko.PKey, *, strict: bool = False) -> str:
+        """'pinned' (the presented key is one of the host's pins), 'new' (no pin yet: recorded now), or raise
+        HostKeyChanged (pins exist, none is this key) / HostKeyUnpinned (strict and no pin)."""
+        name, ktype, b64 = host_name(address, port), key.get_name(), key.get_base64()
         with self._lock:
-            lines = self.path.read_text().splitlines() if self.path.exists() else []
-            for line in lines:
-                parts = line.split()
-                if len(parts) >= 3 and parts[0] == name and parts[1] == key.get_name():
-                    if parts[2] == key.get_base64():
-                        return "pinned"
-                    raise HostKeyChanged(name, key.get_name(), _fp(parts[2]), _fp(key.get_base64()))
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+            pins = self.pins(name)
+            if pins.get(ktype) == b64:
+                return "pinned"
+            if pins:
+                # the pin the host should have presented: its own type, else the first one we offered
+                ptype = ktype if ktype in pins else next(
+                    (t for t in HOST_KEY_ALGORITHMS if t in pins), next(iter(pins)))
+                raise HostKeyChanged(name, ktype, fingerprint(b64), ptype, fingerprint(pins[ptype]))
+            if strict:
+                raise HostKeyUnpinned(name, address, port, ktype, fingerprint(b64))
+            self._append([(name, ktype, b64)])
             return "new"
 
+    def pin(self, name: str, keys: list[tuple[str, str]], *, replace: bool = False) -> None:
+        """Pin `keys` (type, base64) for the host; `replace` drops the host's earlier pins first."""
+        with self._lock:
+            if replace and self.path.exists():
+                kept = [ln for ln in self.path.read_text().splitlines() if ln.split()[:1] != [name]]
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.unlink(missing_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write("".join(ln + "\n" for ln in kept))
+                os.replace(tmp, self.path)
+            have = self.pins(name)
+            self._append([(name, t, b) for t, b in keys if have.get(t) != b])
 
-def _fp(b64: str) -> str:
-    return "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(b64)).digest()).decode().rstrip("=")
+    def _append(self, rows: list[tuple[str, str, str]]) -> None:
+        if not rows:
+            return
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(mode=0o700, parents=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write("".join(f"{n} {t} {b}\n" for n, t, b in rows))
 
 
 @dataclass
@@ -191,8 +278,8 @@ def host_session(ctx: CheckContext) -> HostSession:
 
 
 def host_key_facts(env: RunEnv, address: str) -> dict | None:
-    """What the handshake saw of the host key (status pinned/new/changed, type, fingerprints), or None
-    when no handshake happened (no route, no SSH). Filled by the first attempt that opened the session."""
+    """What the handshake saw of the host key (status pinned/new/changed/unpinned, type, fingerprints), or
+    None when no handshake happened (no route, no SSH). Filled by the first attempt that opened the session."""
     return env.__dict__.get("_ssh_hostkeys", {}).get(address)
 
 
@@ -201,25 +288,35 @@ def _open(ctx: CheckContext) -> HostSession:
     if cred is None:
         raise CheckError("no-credentials", "no ssh credentials for this host")
     port = cred.port or 22
+    known = KnownHosts(ctx.env.known_hosts or Path.home() / ".local/share/tcmscan/known_hosts")
     sock = ctx.connect(port, timeout=10, keep=True)   # shared by the host's later attempts
     transport = paramiko.Transport(sock)
     facts = ctx.env.__dict__.setdefault("_ssh_hostkeys", {})
     try:
+        pins = known.pins(host_name(ctx.address, port))
+        if pins:
+            transport.get_security_options().key_types = preferred_algorithms(list(pins))
         transport.start_client(timeout=10)
         key = transport.get_remote_server_key()
-        known = KnownHosts(ctx.env.known_hosts or Path.home() / ".local/share/tcmscan/known_hosts")
+        seen = {"port": port, "type": key.get_name(), "fingerprint": fingerprint(key)}
         try:
-            status = known.check(ctx.address, port, key)
+            status = known.check(ctx.address, port, key, strict=ctx.env.host_keys == "strict")
         except HostKeyChanged as e:
-            facts[ctx.address] = {"status": "changed", "port": port, "type": e.key_type, "fingerprint": e.new,
-                               "pinned_fingerprint": e.old}
+            facts[ctx.address] = {**seen, "status": "changed", "pinned_type": e.pinned_type,
+                                  "pinned_fingerprint": e.old}
             raise
-        facts[ctx.address] = {"status": status, "port": port, "type": key.get_name(),
-                           "fingerprint": _fp(key.get_base64()), "pinned_fingerprint": _fp(key.get_base64())}
+        except HostKeyUnpinned:
+            facts[ctx.address] = {**seen, "status": "unpinned", "pinned_type": "", "pinned_fingerprint": ""}
+            raise
+        facts[ctx.address] = {**seen, "status": status, "pinned_type": key.get_name(),
+                              "pinned_fingerprint": seen["fingerprint"]}
+        if status == "new":   # a scan event, shown in the report: no key was vouched for before this login
+            ctx.guard.events.append(f"SSH host key trusted on first use: {host_name(ctx.address, port)} "
+                                    f"{key.get_name()} {seen['fingerprint']}, pinned in {known.path}")
         _authenticate(transport, cred)
-    except paramiko.AuthenticationException:
+    except paramiko.AuthenticationException as e:
         transport.close()
-        raise CheckError("auth", f"authentication as {cred.user} refused") from None
+        raise CheckError("auth", f"authentication as {cred.user} refused ({e})") from None
     except (paramiko.SSHException, EOFError) as e:
         transport.close()
         raise CheckError("protocol", f"SSH handshake failed: {e}") from None
@@ -234,40 +331,96 @@ def _open(ctx: CheckContext) -> HostSession:
     return HostSession(ctx.address, client, cred.user, cred.sudo, status)
 
 
-def _authenticate(transport: paramiko.Transport, cred) -> None:
-    """Key file, else password, else the keys an ssh-agent ($SSH_AUTH_SOCK) holds, tried in turn."""
+def _authenticate(transport: paramiko.Transport, cred: Credential) -> None:
+    """Keys before any password: the key file, then the keys of ssh-agent ($SSH_AUTH_SOCK), then the password.
+    A password therefore reaches only a host that refused every key (and whose host key passed the pin check)."""
+    tried: list[str] = []
+    encrypted = False
     if cred.key_file:
-        transport.auth_publickey(cred.user, _load_key(cred.key_file))
-        return
-    if cred.password is not None:
-        transport.auth_password(cred.user, cred.password)
-        return
-    agent = paramiko.Agent()
+        key = _load_key(cred.key_file, cred.key_passphrase)
+        if key is None:        # encrypted, no passphrase file: the agent may hold it
+            encrypted = True
+        elif _auth_key(transport, cred.user, key):
+            return
+        else:
+            tried.append("key file")
+    agent_keys = 0
     try:
-        keys = agent.get_keys()
-        if not keys:
-            raise CheckError("no-credentials", "credential has neither key_file nor password, and no ssh-agent "
-                                               "key is available ($SSH_AUTH_SOCK)")
-        for k in keys:
-            try:
-                transport.auth_publickey(cred.user, k)
-                return
-            except paramiko.AuthenticationException:
-                continue
-        raise paramiko.AuthenticationException("no ssh-agent key accepted")
-    finally:
-        agent.close()
-
-
-def _load_key(path: str) -> paramiko.PKey:
-    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        agent = paramiko.Agent()
+    except (paramiko.SSHException, OSError):   # $SSH_AUTH_SOCK names no running agent
+        agent = None
+    if agent is not None:
         try:
-            return cls.from_private_key_file(path)
-        except paramiko.PasswordRequiredException:
-            raise CheckError("auth", f"key file {path} is encrypted; use ssh-agent") from None
-        except (paramiko.SSHException, ValueError):
-            continue
-    raise CheckError("auth", f"cannot read private key {path}")
+            for k in agent.get_keys():
+                agent_keys += 1
+                if _auth_key(transport, cred.user, k):
+                    return
+        finally:
+            agent.close()
+    if agent_keys:
+        tried.append(f"{agent_keys} ssh-agent key{'s' if agent_keys > 1 else ''}")
+    if cred.password is not None:
+        try:
+            transport.auth_password(cred.user, cred.password)
+            return
+        except paramiko.AuthenticationException:
+            tried.append("password")
+    if tried:
+        raise paramiko.AuthenticationException("tried " + ", ".join(tried))
+    if encrypted:
+        raise CheckError("auth", f"key file {cred.key_file} is encrypted: give key_passphrase_file in the "
+                                 "credential, or add the key to ssh-agent ($SSH_AUTH_SOCK)")
+    raise CheckError("no-credentials", "credential has neither key_file nor password, and no ssh-agent "
+                                       "key is available ($SSH_AUTH_SOCK)")
+
+
+def _auth_key(transport: paramiko.Transport, user: str, key: paramiko.PKey) -> bool:
+    try:
+        transport.auth_publickey(user, key)
+    except paramiko.AuthenticationException:
+        return False
+    return True
+
+
+_keys_lock = threading.Lock()
+_keys: dict[tuple[str, int, str | None], paramiko.PKey | CheckError | None] = {}
+
+
+def _load_key(path: str, passphrase: str | None) -> paramiko.PKey | None:
+    """The private key in `path` (any type paramiko reads), decrypted with `passphrase` when encrypted; None
+    when it is encrypted and no passphrase was given. Loaded once per scan: the key derivation of an
+    encrypted OpenSSH key takes a noticeable fraction of a second."""
+    try:
+        cache_key = (path, os.stat(path).st_mtime_ns, passphrase)
+    except OSError as e:
+        raise CheckError("auth", f"cannot read private key {path}: {e.strerror}") from None
+    with _keys_lock:
+        if cache_key not in _keys:
+            try:
+                _keys[cache_key] = _read_key(path, passphrase)
+            except CheckError as e:
+                _keys[cache_key] = e
+        found = _keys[cache_key]
+    if isinstance(found, CheckError):
+        raise CheckError(found.reason, found.detail)
+    return found
+
+
+def _read_key(path: str, passphrase: str | None) -> paramiko.PKey | None:
+    # cryptography, under paramiko, says "encrypted" with a TypeError and "cannot decrypt" with a ValueError
+    try:
+        return paramiko.PKey.from_path(path)
+    except TypeError:
+        pass                                  # encrypted
+    except (ValueError, paramiko.SSHException, OSError) as e:
+        raise CheckError("auth", f"cannot read private key {path}: "
+                                 f"{getattr(e, 'strerror', None) or 'not a private key paramiko reads'}") from None
+    if passphrase is None:
+        return None
+    try:
+        return paramiko.PKey.from_path(path, passphrase.encode())
+    except (TypeError, ValueError, paramiko.SSHException):
+        raise CheckError("auth", f"wrong passphrase for key file {path} (key_passphrase_file)") from None
 
 
 def close_sessions(env: RunEnv) -> None:

@@ -88,6 +88,7 @@ def _creds(sshd, tmp_path, **fields) -> str:
     p = tmp_path / "creds.yaml"
     body = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in entry.items())
     p.write_text("credentials:\n  - {" + body + "}\n")
+    p.chmod(0o600)                      # a credentials file others can read is refused
     return str(p)
 
 
@@ -125,7 +126,7 @@ def test_snapshot_normal_and_pinning(sshd, tmp_path):
                         text=True).stdout.split()[1]
     assert obs[("host.host-key", "host-key")] == {"changed": False, "status": "new", "port": sshd["port"],
                                                   "key_type": "ssh-ed25519", "fingerprint": fp,
-                                                  "pinned_fingerprint": fp}
+                                                  "pinned_key_type": "ssh-ed25519", "pinned_fingerprint": fp}
     system = obs[("host.snapshot", "system")]
     assert (system["login_user"], system["uid"], system["hostname"]) == ("root", 0, socket.gethostname())
     assert obs[("host.snapshot", "sshd")]["source"] == "sshd -T"

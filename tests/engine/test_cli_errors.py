@@ -52,6 +52,7 @@ def test_bad_inventory_and_credentials_content(tmp_path):
                            db=tmp_path / "a.db"), 2, "zone must be one of")
     creds = tmp_path / "c.yaml"
     creds.write_text("credentials:\n  - {match: 127.0.0.1, type: ssh, user: u, password: 'hunter2', key_file: /no}\n")
+    creds.chmod(0o600)                  # private, so that the content is what is refused
     p = tcmscan("scan", "127.0.0.1", "--scope", "127.0.0.0/8", "--credentials", str(creds), db=tmp_path / "a.db")
     one_line_error(p, 2, "key file /no does not exist")
     assert "hunter2" not in p.stderr + p.stdout

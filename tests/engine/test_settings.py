@@ -29,7 +29,8 @@ def test_names_are_pinned():
         ("targets", "", "targets"), ("scope", "--scope", "scope"), ("exclude", "--exclude", "exclude"),
         ("exclude_mac", "--exclude-mac", "exclude_mac"), ("inventory", "--inventory", "inventory"),
         ("profile", "--profile", "profile"), ("credentials", "--credentials", "credentials"),
-        ("known_hosts", "--known-hosts", "known_hosts"), ("ca_file", "--ca-file", "ca_file"),
+        ("known_hosts", "--known-hosts", "known_hosts"), ("host_keys", "--host-keys", "host_keys"),
+        ("ca_file", "--ca-file", "ca_file"),
         ("checks", "--checks", "checks"), ("extra_ports", "--ports", "ports"), ("workers", "--workers", "workers"),
         ("host_cap", "--host-cap", "host_cap"), ("vantage", "--vantage", "vantage"), ("ping", "--no-ping", "ping")]
 
@@ -39,7 +40,8 @@ def test_scan_settings_is_built_from_the_declaration():
     assert [(f.name, f.default if f.default is not MISSING else f.default_factory()) for f in fields(ScanSettings)
             if f.name not in ("targets", "scope")] == [
         ("exclude", []), ("exclude_mac", []), ("inventory", None), ("profile", "tcm-2024-l3"),
-        ("credentials", None), ("known_hosts", None), ("ca_file", None), ("checks", None), ("extra_ports", []),
+        ("credentials", None), ("known_hosts", None), ("host_keys", "tofu"), ("ca_file", None), ("checks", None),
+        ("extra_ports", []),
         ("workers", 16), ("host_cap", 4), ("vantage", "user"), ("ping", True)]
     a, b = ScanSettings(targets=["x"], scope=["y"]), ScanSettings(targets=["x"], scope=["y"])
     a.exclude.append("10.0.0.1")
@@ -51,7 +53,8 @@ def test_cli_defaults_are_unchanged():
     args = build_parser().parse_args(["scan", "127.0.0.1", "--scope", "127.0.0.0/8"])
     assert asdict(from_args(args)) == {
         "targets": ["127.0.0.1"], "scope": ["127.0.0.0/8"], "exclude": [], "exclude_mac": [], "inventory": None,
-        "profile": "tcm-2024-l3", "credentials": None, "known_hosts": None, "ca_file": None, "checks": None,
+        "profile": "tcm-2024-l3", "credentials": None, "known_hosts": None, "host_keys": "tofu", "ca_file": None,
+        "checks": None,
         "extra_ports": [], "workers": 16, "host_cap": 4, "vantage": "user", "ping": True}
 
 
