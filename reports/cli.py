@@ -84,8 +84,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     assert manifest is not None
     algs = ", ".join(f"{k.algorithm} {k.key_id}" for k in keys)
     scan = manifest["scan"]
-    print(f"OK: {len(manifest['files'])} files intact, scan {scan['id']} (scope {', '.join(scan['scope'])}; "
-          f"{scan['started']} to {scan['finished']}), signed by {algs}")
+    print(f"OK: {len(manifest['files'])} files intact, scan {scan['id']}, signed by {algs}; scope "
+          f"{', '.join(scan['scope'])}, {scan['started']} to {scan['finished']}")
     return EXIT_OK
 
 
