@@ -20,6 +20,7 @@ MAX_FILES = 5000                   # file rows read from find
 MAX_REPOS = 50
 MAX_SCRIPTS = 20                   # job scripts and env files read per host
 MAX_CANDIDATES = 400               # paths named by jobs looked at for them
+MAX_MANIFEST_ENTRIES = 2000        # entries of one manifest verified
 
 
 class Shell(Protocol):
@@ -232,46 +233,91 @@ def borg_repo(sh: Shell, path: str, passcommand_file: str | None, tz: str, root:
 
 
 def verify_manifest(sh: Shell, manifest: str, budget: list[int], root: str = "") -> dict[str, Any]:
-    """Check a manifest against the files next to it, within the remaining byte budget (shared per host)."""
+    """Check a manifest against the files next to it, within the remaining byte budget (shared per host).
+
+    An entry is hashed only when stat(2) says it is a regular file: a FIFO would block the reader (the scan
+    hangs), a device such as /dev/zero never ends, a socket cannot be read. Those entries are listed under
+    `skipped` with the reason, never opened. stat does not open the file; the hashing that follows runs
+    under `timeout`, which bounds an entry swapped for a FIFO between the two."""
     m = root + manifest
     d = m.rsplit("/", 1)[0] or "/"
     res: dict[str, Any] = {"path": manifest, "status": None, "algorithm": None, "entries": 0, "failed": [],
-                           "missing": []}
-    rc, text, truncated = sh(f"head -c 1048576 {q(m)}", 10)
-    parsed = parse.manifest_entries(text)
+                           "missing": [], "skipped": []}
+    rc, text, truncated = sh(f"[ -f {q(m)} ] && head -c 1048576 {q(m)}", 10)
+    parsed = parse.manifest_lines(text)
     if isinstance(parsed, parse.Problem) or truncated:
         res["status"] = "unreadable"
         res["detail"] = "manifest larger than 1 MiB" if truncated else parsed.reason  # type: ignore[union-attr]
         return res
-    algo, names = parsed
-    res.update(algorithm=algo, entries=len(names))
+    algo, entries = parsed
+    res.update(algorithm=algo, entries=len(entries))
     if algo not in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
         res["status"] = "unreadable"
         return res
-    lst = " ".join(q(n) for n in names[:2000])
-    _, out, _ = sh(f"cd {q(d)} && for f in {lst}; do stat -L -c '%s' -- \"$f\" 2>/dev/null || echo x; done", 20)
-    sizes = out.split()
-    total = sum(int(s) for s in sizes if s.isdigit())
+    entries = entries[:MAX_MANIFEST_ENTRIES]
+    kinds: list[str] = []
+    for chunk in _chunks([q(name) for name, _ in entries]):
+        _, out, _ = sh(f"cd {q(d)} && for f in {chunk}; do stat -L -c '%s %F' -- \"$f\" 2>/dev/null || echo missing; "
+                       "done", 20)
+        kinds += out.splitlines()
+    if len(kinds) != len(entries):
+        res["status"], res["detail"] = "unreadable", "the listed files could not be looked at (stat)"
+        return res
+    lines: list[str] = []
+    total = 0
+    for (name, line), kind in zip(entries, kinds, strict=True):
+        size, _, ftype = kind.partition(" ")
+        if kind == "missing":
+            res["missing"].append(name[:256])
+        elif ftype.startswith("regular") and size.isdigit():
+            lines.append(line)
+            total += int(size)
+        else:
+            res["skipped"].append({"name": name[:256], "reason": f"not a regular file ({ftype or kind}): not read"})
     res["bytes"] = total
     if total > budget[0]:
         res["status"] = "too-large"
         res["detail"] = f"{total} bytes listed; verification budget left {budget[0]} of {VERIFY_BUDGET}"
         return res
     budget[0] -= total
-    _, out, _ = sh(f"cd {q(d)} && timeout 120 {algo}sum -c {q(m)} 2>/dev/null", 130)
-    r = parse.check_output(out)
-    res["failed"], res["missing"] = r["failed"][:50], r["missing"][:50]
+    r: dict[str, list[str]] = {"ok": [], "failed": [], "missing": []}
+    for chunk in _chunks([q(line) for line in lines]):
+        # the regular entries' own lines, on stdin: the manifest file itself is not handed to sha256sum -c
+        _, out, _ = sh(f"cd {q(d)} && printf '%s\\n' {chunk} | timeout 120 {algo}sum -c - 2>/dev/null", 130)
+        for k, v in parse.check_output(out).items():
+            r[k] += v
+    res["failed"] = r["failed"][:50]
+    res["missing"] = (res["missing"] + r["missing"])[:50]
+    res["skipped"] = res["skipped"][:50]
     if r["failed"]:
         res["status"] = "mismatch"
-    elif r["missing"] and not r["ok"]:
-        res["status"] = "files-missing"
-    elif r["missing"]:
+    elif r["ok"] and (res["missing"] or res["skipped"]):
         res["status"] = "partial"
     elif r["ok"]:
         res["status"] = "ok"
+    elif res["missing"]:
+        res["status"] = "files-missing"
     else:
         res["status"] = "unreadable"
+        if res["skipped"]:
+            res["detail"] = "no regular file listed"
     return res
+
+
+def _chunks(words: list[str], size: int = 60_000) -> list[str]:
+    """Shell words joined into pieces that keep each command well under the kernel's 128 KiB per argument."""
+    out: list[str] = []
+    cur: list[str] = []
+    n = 0
+    for w in words:
+        if cur and n + len(w) > size:
+            out.append(" ".join(cur))
+            cur, n = [], 0
+        cur.append(w)
+        n += len(w) + 1
+    if cur:
+        out.append(" ".join(cur))
+    return out
 
 
 def read_text(sh: Shell, path: str, root: str = "", limit: int = 1048576) -> str | None:

@@ -161,8 +161,14 @@ _BSD_LINE = re.compile(r"^(MD5|SHA1|SHA224|SHA256|SHA384|SHA512) \((.+)\) = ([0-
 
 def manifest_entries(text: str) -> tuple[str | None, list[str]] | Problem:
     """(algorithm, file names) from a coreutils or BSD-style checksum file."""
+    parsed = manifest_lines(text)
+    return parsed if isinstance(parsed, Problem) else (parsed[0], [name for name, _ in parsed[1]])
+
+
+def manifest_lines(text: str) -> tuple[str | None, list[tuple[str, str]]] | Problem:
+    """(algorithm, [(file name, its checksum line)]): the lines are handed back to `sha256sum -c` unchanged."""
     algo: str | None = None
-    names: list[str] = []
+    names: list[tuple[str, str]] = []
     for line in text.splitlines()[:MAX_ITEMS]:
         line = line.rstrip("\r")
         if not line.strip() or line.startswith("#"):
@@ -178,7 +184,7 @@ def manifest_entries(text: str) -> tuple[str | None, list[str]] | Problem:
         if algo and a != algo:
             return Problem("mixed checksum algorithms in one manifest")
         algo = a
-        names.append(name[:512])
+        names.append((name[:512], line))
     if not names:
         return Problem("manifest has no entries")
     return algo, names

@@ -129,7 +129,7 @@ def test_manifests_verified_and_mismatch(tmp_path):
                                   f"{hashlib.sha256(b'tampered').hexdigest()}  b.sql.gpg\n")
     data = _facts(tmp_path)
     assert data["manifests"] == [{"path": "/var/backups/db/SHA256SUMS", "status": "mismatch", "algorithm": "sha256",
-                                  "entries": 2, "failed": ["b.sql.gpg"], "missing": [], "bytes": 8}]
+                                  "entries": 2, "failed": ["b.sql.gpg"], "missing": [], "skipped": [], "bytes": 8}]
     assert data["sets"][0]["integrity"] == "mismatch" and data["sets"][0]["encrypted"] is True
     (d / "SHA256SUMS").write_text(f"{hashlib.sha256(b'aaaa').hexdigest()}  a.sql.gpg\n"
                                   f"{hashlib.sha256(b'bbbb').hexdigest()}  b.sql.gpg\n")
