@@ -28,6 +28,9 @@ TEST_ONLY = {"openssh-server", "redis-server", "memcached", "snmpd", "postgresql
 LAB_PROGRAMS = ("debootstrap", "ip", "nsenter", "unshare")   # lab/rootfs.sh, lab/netns.py
 # Optional: scheduling uses systemd timers, or cron when the machine has it; neither list installs cron.
 OPTIONAL_PROGRAMS = {"cron", "crond", "crontab"}
+# Programs the tests run that no Debian package provides: the interpreter running them, and ssh-audit (PyPI,
+# the [test] extra, run from the test venv by tests/checks/test_ssh_peer.py).
+NOT_DEBIAN = {"python3": None, "ssh-audit": "ssh-audit"}
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/dpkg-query").exists(), reason="Debian only")
 
@@ -220,18 +223,39 @@ def always_there(pkg: str) -> bool:
     return "yes" in fields or "required" in fields
 
 
+def depends(pkgs: set[str]) -> set[str]:
+    """The packages installed pkgs depend on directly (installing a list installs them too)."""
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Depends},${Pre-Depends}\n", *sorted(pkgs)], capture_output=True,
+                         text=True, timeout=60).stdout
+    return {alt.split()[0].split(":")[0] for dep in out.replace("\n", ",").split(",") for alt in dep.split("|")
+            if alt.strip()}
+
+
 @pytest.mark.parametrize("dirs,lists,extra", [
     (("scanner", "checks", "reports"), ("runtime",), ()),
     (("lab",), ("runtime", "lab"), LAB_PROGRAMS),
-], ids=["runtime", "lab"])
+    # Every tool a test runs or looks for (and may skip without, locally) is installed by scripts/test.sh, so
+    # no test skips -- which under CI=true fails (tests/conftest.py) -- for want of a tool.
+    (("tests",), ("runtime", "lab", "test"), ()),
+], ids=["runtime", "lab", "tests"])
 def test_programs_the_code_runs_come_from_its_lists(dirs, lists, extra):
     allowed = {p for name in lists for p in packages(name)}
+    allowed |= depends(allowed)
     used = {**programs(*dirs), **{p: "(known)" for p in extra}}
     missing = {}
     for program, where in sorted(used.items()):
-        if program in OPTIONAL_PROGRAMS:
+        if program in OPTIONAL_PROGRAMS or program in NOT_DEBIAN:
             continue
         pkg = owner(program)
         if pkg not in allowed and not always_there(pkg):
             missing[program] = f"{pkg} (used in {where})"
     assert not missing, f"not in apt-{'/'.join(lists)}.txt: {missing}"
+
+
+def test_python_tools_the_tests_run_come_from_the_test_extra():
+    import tomllib
+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    names = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0] for d in extra}
+    used = set(programs("tests"))
+    assert {dist for prog, dist in NOT_DEBIAN.items() if dist and prog in used} <= names

@@ -10,19 +10,21 @@ import time
 import pytest
 
 from tests.helpers import ROOT, findings, observations, scan, tcmscan
-from tests.loopback import Listener, start_sshd, start_tls, wildcard_ports
-
-pytestmark = pytest.mark.skipif(not (ROOT / "scanner").is_dir(), reason="needs the checkout")
+from tests.loopback import Listener, pick_port, start_sshd, start_tls, wildcard_ports
 
 TELNET_BANNER = b"\xff\xfb\x01\xff\xfb\x03login: "
 
 
 @pytest.fixture
 def services(tmp_path):
-    """An sshd, a TLS server, a telnet-like listener and a silent redis-port listener on 127.0.0.22."""
-    procs = [start_sshd(tmp_path, "127.0.0.22"), start_tls(tmp_path, "127.0.0.22")]
+    """An sshd (22), a TLS server (443), a telnet-like listener (23) and a silent redis-port listener (6379) on
+    127.0.0.22; sshd and the TLS server move to free ports where 22/443 are taken (23 and 6379 are what the
+    risky-port rule judges). Yields {"ssh": port, "tls": port, "taken": the default ports someone else holds}."""
+    ports = {"ssh": pick_port(["127.0.0.22"], 22), "tls": pick_port(["127.0.0.22"], 443)}
+    ports["taken"] = {22, 443} - {ports["ssh"], ports["tls"]}
+    procs = [start_sshd(tmp_path, "127.0.0.22", ports["ssh"]), start_tls(tmp_path, "127.0.0.22", ports["tls"])]
     listeners = [Listener("127.0.0.22", 23, TELNET_BANNER), Listener("127.0.0.22", 6379, None)]
-    yield
+    yield ports
     for p in procs:
         p.kill()
         p.wait()
@@ -32,8 +34,10 @@ def services(tmp_path):
 
 def test_scan_of_real_loopback_services_gives_exact_findings(services, tmp_path):
     db = tmp_path / "scan.db"
-    foreign = wildcard_ports()
-    scan_id, found = scan(["127.0.0.22"], scope=["127.0.0.22/32"], db=db, checks=["ports"])
+    foreign = wildcard_ports() | services["taken"]
+    ssh, tls = services["ssh"], services["tls"]
+    scan_id, found = scan(["127.0.0.22"], scope=["127.0.0.22/32"], db=db, checks=["ports"],
+                          extra=["--ports", str(ssh), "--ports", str(tls)])
     foreign |= wildcard_ports()   # a wildcard listener of another process on this machine is not ours to assert
     found = [f for f in found if f["port"] not in foreign]
     assert {(f["address"], f["rule_id"], f["port"], f["severity"]) for f in found} == {
@@ -42,10 +46,10 @@ def test_scan_of_real_loopback_services_gives_exact_findings(services, tmp_path)
         ("127.0.0.22", "hardening.risky-port", 6379, "medium"),
     }
     obs = {o["port"]: o["data"] for o in observations(db, scan_id) if o["port"] not in foreign}
-    assert sorted(obs) == [22, 23, 443, 6379]
-    assert obs[22]["name"] == "ssh" and obs[22]["banner"].startswith("SSH-2.0-OpenSSH")
+    assert sorted(obs) == sorted([ssh, 23, tls, 6379])
+    assert obs[ssh]["name"] == "ssh" and obs[ssh]["banner"].startswith("SSH-2.0-OpenSSH")
     assert obs[23]["name"] == "telnet" and obs[23]["banner"] == "\\xff\\xfb\\x01\\xff\\xfb\\x03login:"
-    assert obs[443]["tunnel"] == "ssl" or obs[443]["name"] in ("https", "ssl")
+    assert (obs[tls]["name"], obs[tls]["tunnel"], obs[tls]["product"]) == ("http", "ssl", "OpenSSL s_server -www httpd")
     f = next(f for f in found if f["rule_id"] == "crypto.cleartext.telnet")
     assert set(f) >= {"fingerprint", "rule_id", "check_id", "address", "port", "severity", "title_zh", "title_en",
                       "clauses", "evidence"}
@@ -53,8 +57,8 @@ def test_scan_of_real_loopback_services_gives_exact_findings(services, tmp_path)
     # every attempt is recorded, with its status
     rows = [r for r in json.loads(tcmscan("attempts", scan_id, "--format", "json", db=db, check=True).stdout)
             if r["port"] not in foreign]
-    assert sorted((r["port"], r["status"]) for r in rows) == [(22, "completed"), (23, "completed"),
-                                                              (443, "completed"), (6379, "completed")]
+    assert sorted((r["port"], r["status"]) for r in rows) == sorted([(ssh, "completed"), (23, "completed"),
+                                                                     (tls, "completed"), (6379, "completed")])
     # latest-scan defaults, CSV and the exit code policy
     assert [f for f in findings(db) if f["port"] not in foreign] == found
     csv = tcmscan("findings", "--format", "csv", db=db, check=True).stdout
