@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 
-from scanner.assess.expr import ExprError, compile_expr
+from scanner.assess.expr import ExprError, check_regex, compile_expr, regex_params
 from scanner.assess.frameworks import citations, load_frameworks, unknown_rules
 from scanner.core.errors import UsageError
 from scanner.core.knowledge import BASELINES_DIR, read_yaml
@@ -105,16 +105,37 @@ def _validate(doc: Any, schema: str, where: str) -> None:
         raise UsageError(f"invalid baseline {where}: at {loc}: {e.message[:200]}")
 
 
+def _expressions(raw: dict[str, Any]) -> list[str]:
+    return [t for t in (raw["when"], raw.get("evidence_key", ""), *raw.get("evidence", {}).values(),
+                        (raw.get("applies_to") or {}).get("when", ""), *(b["when"] for b in raw.get("severity_by", [])))
+            if t]
+
+
+def _compile(text: str, rule_id: str, where: str) -> None:
+    try:
+        compile_expr(text)
+    except ExprError as e:
+        raise UsageError(f"invalid baseline {where}: rule {rule_id}: {e}") from None
+
+
 def _compile_rule(raw: dict[str, Any], where: str) -> Rule:
-    exprs = [raw["when"], raw.get("evidence_key", ""), *raw.get("evidence", {}).values(),
-             raw.get("applies_to", {}).get("when", ""), *(b["when"] for b in raw.get("severity_by", []))]
-    for text in exprs:
-        if text:
-            try:
-                compile_expr(text)
-            except ExprError as e:
-                raise UsageError(f"invalid baseline {where}: rule {raw['id']}: {e}") from None
+    for text in _expressions(raw):
+        _compile(text, raw["id"], where)
     return Rule(**{k: copy.deepcopy(v) for k, v in raw.items()}, source=where)
+
+
+def _check_regex_params(rule: Rule, params: dict[str, Any]) -> None:
+    """Once overrides are applied, a pattern the rule reads from its params is checked as a literal one is:
+    `baseline validate` refuses a catastrophic regular expression wherever it is written."""
+    merged = {**params, **rule.params}
+    for text in _expressions(rule.__dict__):
+        for name in regex_params(text):
+            value = merged.get(name)
+            for pattern in value if isinstance(value, list) else [value]:
+                try:
+                    check_regex(pattern)
+                except ExprError as e:
+                    raise UsageError(f"invalid baseline {rule.source}: rule {rule.id}: params.{name}: {e}") from None
 
 
 def _apply_frameworks(path: Path, patterns: list[str], rules: dict[str, Rule],
@@ -217,7 +238,11 @@ def load_profile(ref: str = DEFAULT_PROFILE, _seen: tuple[str, ...] = ()) -> Pro
         r.params = {**r.params, **ov.get("params", {})}
         if "applies_to" in ov:
             r.applies_to = ov["applies_to"]
+            if r.applies_to.get("when"):
+                _compile(r.applies_to["when"], rule_id, str(path))
     waivers += [Waiver(**w) for w in doc.get("waivers", [])]
+    for r in rules.values():
+        _check_regex_params(r, params)
 
     ordered = sorted(rules.values(), key=lambda r: r.id)
     canonical = json.dumps({"id": doc["id"], "version": doc["version"], "params": params,

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from scanner.assess.baseline import Profile, Rule, Waiver
-from scanner.assess.expr import ExprError, Namespace, evaluate
+from scanner.assess.expr import ExprError, ExprRefused, Namespace, evaluate
 from scanner.assess.grading import grade_finding
+from scanner.core.errors import UsageError
 from scanner.core.knowledge import knowledge
 from scanner.core.models import Asset, Finding, Observation, RuleResult
 
@@ -83,16 +84,22 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
     for a in attempts:
         attempts_by[(a["check_id"], a["address"])].append(a)
 
+    # once per rule, not per asset: a profile's params are as large as its author made them
+    shared = _ns(profile.params)
+    params = {r.id: Namespace({**shared, **_ns(r.params)}) for r in profile.enabled_rules}
+
     findings: dict[str, Finding] = {}
     results: list[RuleResult] = []
     for asset in assets:
         base = {"asset": _ns(asset_names(asset)), "k": k, "scan": Namespace(vantage=vantage, now=now)}
         for rule in profile.enabled_rules:
-            names = {**base, "params": _ns({**profile.params, **rule.params})}
+            names = {**base, "params": params[rule.id]}
             try:
                 if not applies(rule, asset, names):
                     results.append(RuleResult(rule.id, asset.address, "not_applicable", "rule scope"))
                     continue
+            except ExprRefused as e:
+                raise _refused(rule, e) from None
             except ExprError as e:
                 results.append(RuleResult(rule.id, asset.address, "not_assessed", f"rule error: {e}"))
                 continue
@@ -125,6 +132,8 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
                     ev_key = str(evaluate(rule.evidence_key, local)) if rule.evidence_key else ""
                     severity = next((b["severity"] for b in rule.severity_by if evaluate(b["when"], local)),
                                     rule.severity)
+                except ExprRefused as e:
+                    raise _refused(rule, e) from None
                 except ExprError as e:
                     eval_error = f"rule error: {e}"
                     continue
@@ -156,6 +165,12 @@ def evaluate_scan(profile: Profile, assets: list[Asset], attempts: list[dict[str
             else:
                 results.append(RuleResult(rule.id, asset.address, "passed", ""))
     return list(findings.values()), results
+
+
+def _refused(rule: Rule, e: ExprRefused) -> UsageError:
+    """An expression over its budget is the profile's fault, for every asset alike: the command stops (exit 2)
+    naming the rule and its file, rather than record the rule as not assessed and carry on."""
+    return UsageError(f"rule {rule.id} ({rule.source}): {e}")
 
 
 def _plain(value: Any) -> Any:

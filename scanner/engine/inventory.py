@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scanner.core.errors import UsageError
+from scanner.core.knowledge import read_yaml
 from scanner.core.vocab import ASSET_CLASSES, ZONES
 
 # Roles whose data or function is core to care (the spec's tertiary core systems) or patient-connected.
@@ -77,12 +76,7 @@ def load_inventory(path: str | None) -> Inventory:
     if not path:
         return Inventory()
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageError(f"cannot read inventory {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"inventory {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw = read_yaml(p, "inventory")      # bounded: no alias bomb, no deep nesting (scanner/core/knowledge.py)
     if not isinstance(raw, dict) or not isinstance(raw.get("assets"), list):
         raise UsageError(f"inventory {path}: expected a mapping with a list 'assets'")
     inv = Inventory(path=str(p))
