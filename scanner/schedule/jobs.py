@@ -136,7 +136,9 @@ class _Fields:
     def fail(self, key: str, why: str) -> UsageError:
         return UsageError(f"{self.where}: field '{self.prefix}{key}': {why}")
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False,
+            secret: bool = False) -> Any:
+        """`secret`: the value may hold a token (a webhook URL or header): an error names its type only."""
         self.used.add(key)
         if key not in self.t:
             if required:
@@ -146,7 +148,8 @@ class _Fields:
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):   # TOML true is not 1
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(key, f"must be {_article(names)}, not {type(v).__name__} {str(v)[:40]!r}")
+            shown = "" if secret else f" {str(v)[:40]!r}"
+            raise self.fail(key, f"must be {_article(names)}, not {type(v).__name__}{shown}")
         return v
 
     def strings(self, key: str, *, required: bool = False, default: list[str] | None = None) -> list[str]:
@@ -284,10 +287,10 @@ def _notify(f: _Fields) -> NotifyConfig:
         hf = _Fields(f.where, h if isinstance(h, dict) else {}, f"notify.webhook[{i}].", f.base)
         if not isinstance(h, dict):
             raise hf.fail("", "must be a table {url = ..., headers = {...}}")
-        url = hf.get("url", str, required=True)
+        url = hf.get("url", str, required=True, secret=True)
         if not re.match(r"^https?://[^/\s]+", url):
             raise hf.fail("url", "must be an http:// or https:// URL")
-        headers = hf.get("headers", dict, {})
+        headers = hf.get("headers", dict, {}, secret=True)
         if not all(isinstance(k, str) and isinstance(v, str) and "\n" not in k + v for k, v in headers.items()):
             raise hf.fail("headers", "must map header names to one-line strings")
         hf.unknown()

@@ -6,9 +6,11 @@ logged and returned, never raised, so it cannot fail the scan."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import logging.handlers
+import re
 import smtplib
 import socket
 import ssl
@@ -60,7 +62,7 @@ class Change:
 @dataclass
 class Delivery:
     channel: str            # webhook | email | syslog
-    target: str             # redacted: no userinfo, no query string, no password
+    target: str             # redacted: scheme://host:port of a webhook (no userinfo, path or query)
     ok: bool
     attempts: int
     seconds: float
@@ -174,7 +176,9 @@ def _bounded(fn: Callable[[], None], seconds: float) -> None:
 
 
 def _retrying(channel: str, target: str, cfg: NotifyConfig, fn: Callable[[float], None],
-              sleep: Callable[[float], None] = time.sleep) -> Delivery:
+              sleep: Callable[[float], None] = time.sleep, hide: tuple[str, ...] = ()) -> Delivery:
+    """`hide`: strings (a webhook's URL, its path, query, password, header values) an error text may quote —
+    urllib's own messages do, and so can a hostile peer's reason phrase; none reaches the log or the run row."""
     t0 = time.monotonic()
     err = ""
     attempts = 0
@@ -184,7 +188,7 @@ def _retrying(channel: str, target: str, cfg: NotifyConfig, fn: Callable[[float]
             _bounded(lambda: fn(cfg.timeout), cfg.timeout + 1.0)
             return Delivery(channel, target, True, attempts, round(time.monotonic() - t0, 2))
         except Exception as e:  # noqa: BLE001 - every failure is recorded, none escapes
-            err = _describe(e)
+            err = scrub(_describe(e), hide)
             log.info("notification %s to %s failed (attempt %d of %d): %s", channel, target, attempts,
                         cfg.retries + 1, err)
         if attempt < cfg.retries:
@@ -209,12 +213,44 @@ def _describe(e: BaseException) -> str:
 
 
 def redact_url(url: str) -> str:
-    u = urllib.parse.urlsplit(url)
-    host = u.hostname or ""
+    """scheme://host[:port] only: webhook tokens live in the userinfo, the path (Slack, DingTalk, WeCom, Teams
+    put the secret there) and the query, so none of those is ever logged, printed or stored."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        host = u.hostname or ""
+        port = u.port
+    except ValueError:                       # not even a URL: nothing of it is safe to show
+        return "(unparsable URL)"
     netloc = f"[{host}]" if ":" in host else host
-    if u.port:
-        netloc += f":{u.port}"
-    return urllib.parse.urlunsplit((u.scheme, netloc, u.path, "", ""))   # the query may carry a token
+    if port:
+        netloc += f":{port}"
+    return f"{u.scheme}://{netloc}" if u.scheme else netloc or "(unparsable URL)"
+
+
+_ANY_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def url_secrets(url: str, headers: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The parts of a webhook that must not appear in an error text, longest first."""
+    parts = [url, *(headers or {}).values()]
+    try:
+        u = urllib.parse.urlsplit(url)
+        parts += [u.netloc if "@" in u.netloc else "", u.password or "", f"{u.path}?{u.query}" if u.query else "",
+                  u.path, u.query, u.fragment,
+                  urllib.parse.unquote(u.path), urllib.parse.unquote(u.query),
+                  *(v for _, v in urllib.parse.parse_qsl(u.query))]
+    except ValueError:
+        pass
+    host = redact_url(url).rsplit("://", 1)[-1].split(":")[0].strip("[]")
+    keep = {"", "/", host}
+    return tuple(sorted({p for p in parts if p not in keep and len(p) >= 3}, key=len, reverse=True))
+
+
+def scrub(text: str, hide: tuple[str, ...] = ()) -> str:
+    """An error text without the hidden strings, and with any URL it quotes cut to scheme://host:port."""
+    for h in hide:
+        text = text.replace(h, "…")
+    return _ANY_URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -224,15 +260,29 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def send_webhook(hook: Webhook, doc: dict[str, Any], timeout: float) -> None:
     data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    req = urllib.request.Request(hook.url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json; charset=utf-8",
-                                          "User-Agent": f"tcmscan/{__version__}", **hook.headers})
+    url, auth = _split_userinfo(hook.url)
+    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": f"tcmscan/{__version__}"}
+    if auth:
+        headers["Authorization"] = auth
+    req = urllib.request.Request(url, data=data, method="POST", headers={**headers, **hook.headers})
     # Direct connection: environment proxies are not consulted (a webhook goes where the config says).
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
     with opener.open(req, timeout=timeout) as resp:
         if not 200 <= resp.status < 300:
-            raise urllib.error.HTTPError(hook.url, resp.status, resp.reason, resp.headers, None)
+            raise urllib.error.HTTPError(url, resp.status, resp.reason, resp.headers, None)
         resp.read(65536)
+
+
+def _split_userinfo(url: str) -> tuple[str, str]:
+    """https://user:pw@host/p -> (https://host/p, 'Basic ...'): urllib does not send userinfo (it would take
+    'pw@host' for a port and quote it in its error)."""
+    u = urllib.parse.urlsplit(url)
+    if "@" not in u.netloc:
+        return url, ""
+    userinfo, _, hostport = u.netloc.rpartition("@")
+    user, _, pw = userinfo.partition(":")
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(pw)}".encode()).decode()
+    return urllib.parse.urlunsplit((u.scheme, hostport, u.path, u.query, u.fragment)), f"Basic {token}"
 
 
 def email_message(c: Change, cfg: Email) -> EmailMessage:
@@ -293,7 +343,7 @@ def deliver(c: Change, cfg: NotifyConfig, *, sleep: Callable[[float], None] = ti
     out = []
     for hook in cfg.webhook:
         out.append(_retrying("webhook", redact_url(hook.url), cfg,
-                             lambda t, h=hook: send_webhook(h, doc, t), sleep))
+                             lambda t, h=hook: send_webhook(h, doc, t), sleep, url_secrets(hook.url, hook.headers)))
     if cfg.email:
         e = cfg.email
         out.append(_retrying("email", f"smtp://{e.host}:{e.port} -> {', '.join(e.to)}", cfg,

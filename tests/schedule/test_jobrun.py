@@ -195,7 +195,7 @@ def test_hanging_webhook_does_not_lose_the_scan(tmp_path):
         p = tcmscan("run", "loop", "--config", str(cfg))
         took = time.monotonic() - t0
         assert p.returncode == 4
-        assert p.stderr.strip() == (f"tcmscan: notification webhook to http://127.0.0.1:{hang.port}/hook failed "
+        assert p.stderr.strip() == (f"tcmscan: notification webhook to http://127.0.0.1:{hang.port} failed "
                                     f"after 2 attempt(s) in " + p.stderr.split(" in ")[1].split(" s:")[0]
                                     + " s: timed out (timed out)")
         (run,) = job_runs(tmp_path / "state/tcmscan.db")
