@@ -66,11 +66,11 @@ def memcached(procs: Procs, address: str, port: int) -> None:
 
 
 def _pg_bin(name: str) -> str:
-    for d in ("/usr/lib/postgresql/15/bin", "/usr/local/bin"):
-        if Path(d, name).exists():
-            return str(Path(d, name))
-    pytest.skip(f"PostgreSQL {name} not found")
-    return ""
+    """The newest installed PostgreSQL's program (Debian 12 ships 15; the postgresql package follows releases)."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda f: [int(x) for x in f.parts[-3].split(".")])
+    if not found:
+        pytest.skip(f"PostgreSQL {name} not found (apt-get install postgresql)")
+    return str(found[-1])
 
 
 def postgres(procs: Procs, address: str, port: int, *, method: str, password: str = "") -> Path:

@@ -192,8 +192,7 @@ def test_passwd_and_shadow_metadata_never_keep_a_hash():
     assert "leak" not in sh and "restic" not in sh      # not the shape our awk prints: dropped
 
 
-@pytest.mark.skipif(not shutil.which("awk"), reason="needs awk")
-def test_awk_programs_print_only_prefixes(tmp_path):
+def test_awk_programs_print_only_prefixes(tmp_path):     # awk: mawk, Priority required on every Debian
     """The exact awk programs the check runs on a host, on a real shadow-format file."""
     shadow = tmp_path / "shadow"
     md5 = subprocess.run(["openssl", "passwd", "-1", "-salt", "hislab01", "his123456"], capture_output=True,
