@@ -30,6 +30,7 @@ from scanner.engine.settings import BY_NAME, SETTINGS
 from scanner.schedule.jobs import Job, JobsConfig, data_dir_for
 from scanner.schedule.notify import Change, Delivery, deliver, select_changes
 from scanner.store import Store
+from scanner.store.database import private_dir
 
 MAX_RESUMES = 3              # a dead scan that keeps dying is abandoned after this many runs
 SCAN_ID = re.compile(r"^s\d{8}-\d{6}-[0-9a-f]{4}$")
@@ -88,8 +89,8 @@ class JobLock:
 
     def __enter__(self) -> JobLock:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            private_dir(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise ScanFailed(f"cannot create the lock file {self.path}: {e.strerror}") from None
         try:
@@ -242,6 +243,11 @@ def run_job(config: JobsConfig, name: str, *, db: str | None = None, quiet: bool
             sleep: Callable[[float], None] | None = None) -> RunResult:
     job = config.job(name)
     data_dir = data_dir_for(config)
+    # run state, locks, pinned host keys, the database and reports live here: 0700 when we create it
+    try:
+        private_dir(data_dir)
+    except OSError as e:
+        raise ScanFailed(f"cannot create the data directory {data_dir}: {e.strerror}") from None
     out_root = Path(job.report.out_dir) if job.report.out_dir else data_dir / "reports" / job.name
     db_path = job.db or db or str(data_dir / "tcmscan.db")
     if not job.known_hosts:                    # SSH host keys pinned with the job's other state

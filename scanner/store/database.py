@@ -4,6 +4,7 @@ killed at any point leaves a consistent file that `scan --resume` can finish."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,11 +18,43 @@ from scanner.core.scope import Scope
 from scanner.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` and its missing parents 0700. A directory that already exists is left as it is: it may be
+    someone else's (/var/lib, a shared mount), and its mode is theirs to choose."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue                           # made by a concurrent run meanwhile: not ours to change
+        os.chmod(d, 0o700)                     # exact, whatever the umask took away
+
+
+def private_file(path: Path) -> bool:
+    """Create `path` empty and 0600 when it does not exist (True); an existing file is left alone (False)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return True
+
+
 class Store:
     def __init__(self, path: str | Path, timeout: float = 5.0) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The database holds every finding and its evidence: 0600 in a 0700 directory when we create them.
+            # SQLite gives the -wal and -shm files the database file's mode, so creating it first covers those.
+            private_dir(self.path.parent)
+            private_file(self.path)
             conn = sqlite3.connect(str(self.path), timeout=timeout, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
