@@ -243,7 +243,7 @@ def _redact(text: str, table: Table, program: str | None, depth: int) -> str:
             base = v.rsplit("/", 1)[-1]
             if base in table.programs:
                 prog_name, prog, command_position = base, table.programs[base], False
-            elif command_position and not _ASSIGN.match(v):
+            elif command_position and not _ASSIGN.match(v) and not v.startswith("-"):
                 # another command: its options are not the last program's (a nested text keeps the program
                 # it was an argument of: lftp -e 'open -u user,SECRET host')
                 prog_name, command_position = program, False

@@ -73,6 +73,9 @@ REDACTED = [
     ("mysqldump \\\n  -ps3cr emr", "mysqldump \\\n  -p*** emr"),
     ("0 2 * * * root mysqldump -ps3cr emr # -pother", "0 2 * * * root mysqldump -p*** emr # -pother"),
     ("# backup: mysqldump -ps3cr emr", "# backup: mysqldump -p*** emr"),
+    ("--password=s3cr", "--password=***"),                             # a lone word (a destination, a repo)
+    ("PGPASSWORD=s3cr", "PGPASSWORD=***"),
+    ("rest:https://u:s3cr@h/r", "rest:https://u:***@h/r"),
 ]
 
 # what looks like a secret option but is not one: left exactly as written
