@@ -245,7 +245,8 @@ def load_profile(ref: str = DEFAULT_PROFILE, _seen: tuple[str, ...] = ()) -> Pro
         _check_regex_params(r, params)
 
     ordered = sorted(rules.values(), key=lambda r: r.id)
+    # default=str: YAML also makes dates and (!!binary) bytes, which a profile's params may hold
     canonical = json.dumps({"id": doc["id"], "version": doc["version"], "params": params,
-                            "rules": [r.to_dict() for r in ordered]}, sort_keys=True, ensure_ascii=False)
+                            "rules": [r.to_dict() for r in ordered]}, sort_keys=True, ensure_ascii=False, default=str)
     return Profile(id=doc["id"], version=str(doc["version"]), title=doc["title"], rules=ordered, params=params,
                    waivers=waivers, sha256=hashlib.sha256(canonical.encode()).hexdigest(), chain=chain)

@@ -32,6 +32,7 @@ MAX_INT_BITS = 128           # a product beyond this is refused (ports, days and
 MAX_FORMAT_WIDTH = 100       # field width or precision in '%' formatting
 MAX_REGEX_CHARS = 1000       # a regular expression's text
 MAX_REGEX_REPEAT = 16        # a repeat bounded at most this many times may hold a repeat or an alternation
+MAX_REGEX_SIZE = 10_000      # items in a regular expression with its bounded repeats written out
 REGEX_TIMEOUT = 0.5          # seconds per regular-expression match
 
 
@@ -94,43 +95,54 @@ def _checked_regex(pattern: str) -> None:
     if len(pattern) > MAX_REGEX_CHARS:
         raise ExprRefused(f"regular expression longer than {MAX_REGEX_CHARS} characters")
     try:
-        tree = sre_parse.parse(pattern)
-        regex.compile(pattern)
-        _regex_choices(tree, shown)
-    except (re.error, regex.error, OverflowError) as e:
+        _, size = _regex_walk(sre_parse.parse(pattern), shown)
+    except (re.error, OverflowError) as e:
         raise ExprRefused(f"invalid regular expression {shown}: {e}") from None
     except RecursionError:
         raise ExprRefused(f"regular expression {shown} nests too deep") from None
+    if size > MAX_REGEX_SIZE:
+        # the regex module writes bounded repeats out in full: (?:(?:a{100}){100}){100} takes gigabytes
+        raise ExprRefused(f"regular expression {shown} stands for more than {MAX_REGEX_SIZE} items once its "
+                          "repeats are counted")
+    try:
+        regex.compile(pattern)
+    except (regex.error, OverflowError) as e:
+        raise ExprRefused(f"invalid regular expression {shown}: {e}") from None
 
 
-def _regex_choices(items: Any, shown: str) -> bool:
-    """True when these pattern items can match in more than one way (a variable repeat or an alternation)."""
-    choice = False
+def _regex_walk(items: Any, shown: str) -> tuple[bool, int]:
+    """(can these pattern items match in more than one way - a variable repeat or an alternation -, their size
+    with every bounded repeat written out)."""
+    choice, size = False, 0
     for op, av in items:
-        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT):
+        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
             low, high, sub = av
-            inner = _regex_choices(sub, shown)
-            if inner and (high is sre_c.MAXREPEAT or high > MAX_REGEX_REPEAT):
-                raise ExprRefused(f"regular expression {shown} repeats a part that itself repeats or alternates "
-                                  "(catastrophic backtracking); use a possessive repeat (a++) or an atomic "
-                                  "group (?>...)")
-            choice = choice or inner or low != high
+            inner, n = _regex_walk(sub, shown)
+            unbounded = high is sre_c.MAXREPEAT
+            if op is not sre_c.POSSESSIVE_REPEAT:      # a possessive repeat never backtracks into itself
+                if inner and (unbounded or high > MAX_REGEX_REPEAT):
+                    raise ExprRefused(f"regular expression {shown} repeats a part that itself repeats or "
+                                      "alternates (catastrophic backtracking); use a possessive repeat (a++) or "
+                                      "an atomic group (?>...)")
+                choice = choice or inner or low != high
+            size += n * (max(low, 1) if unbounded else max(high, 1))
         elif op is sre_c.BRANCH:
             for sub in av[1]:
-                _regex_choices(sub, shown)
+                size += _regex_walk(sub, shown)[1]
             choice = True
-        elif op is sre_c.SUBPATTERN:
-            choice = _regex_choices(av[3], shown) or choice
-        elif op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
-            choice = _regex_choices(av[1], shown) or choice
+        elif op in (sre_c.SUBPATTERN, sre_c.ASSERT, sre_c.ASSERT_NOT, sre_c.ATOMIC_GROUP):
+            inner, n = _regex_walk(av if op is sre_c.ATOMIC_GROUP else av[-1], shown)
+            # no backtracking into an atomic group: no choice seen from outside
+            choice = choice or (inner and op is not sre_c.ATOMIC_GROUP)
+            size += n
         elif op is sre_c.GROUPREF_EXISTS:
-            choice = any([_regex_choices(av[1], shown), av[2] is not None and _regex_choices(av[2], shown),
-                          choice])
-        elif op is sre_c.ATOMIC_GROUP:
-            _regex_choices(av, shown)                  # no backtracking into it: no choice seen from outside
-        elif op is sre_c.POSSESSIVE_REPEAT:
-            _regex_choices(av[2], shown)
-    return choice
+            for sub in av[1:]:
+                if sub is not None:
+                    inner, n = _regex_walk(sub, shown)
+                    choice, size = choice or inner, size + n
+        else:
+            size += 1
+    return choice, size
 
 
 def _matches(pattern: Any, s: Any) -> bool:
@@ -182,6 +194,8 @@ def compile_expr(text: str) -> ast.Expression:
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise ExprError(f"{type(node).__name__} is not allowed in rule expressions: {text!r}")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (str, int, float, type(None))):
+            raise ExprError(f"{type(node.value).__name__} constants are not allowed: {text[:60]!r}")
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise ExprError(f"private attribute in {text!r}")
         if isinstance(node, ast.comprehension) and (len(node.ifs) > 3 or node.is_async):
@@ -378,14 +392,14 @@ class _Eval:
         a, b = self.visit(n.left), self.visit(n.right)
         if isinstance(n.op, ast.Mult):
             self._check_product(a, b)
-        elif isinstance(n.op, ast.Mod) and isinstance(a, str):
-            self._check_format(a, b)
+        elif isinstance(n.op, ast.Mod) and isinstance(a, (str, bytes)):     # bytes: from a YAML !!binary param
+            self._check_format(a if isinstance(a, str) else a.decode("latin-1"), b)
         return self.built(_BINOPS[type(n.op)](a, b))
 
     def _check_product(self, a: Any, b: Any) -> None:
         """Refused before it is built: a repeated string or list over the budget, or a product over MAX_INT_BITS."""
         for seq, times in ((a, b), (b, a)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
+            if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int):
                 self.charge(len(seq) * max(times, 0))
         if (isinstance(a, int) and isinstance(b, int)
                 and a.bit_length() + b.bit_length() > MAX_INT_BITS):

@@ -8,6 +8,7 @@ silent "not assessed". The subprocess timeout is a guard against a hang, not the
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -105,6 +106,9 @@ LOAD = [
                  r"params.banner_res: regular expression '(\\w+\\s?)+$' repeats a part that itself repeats or "
                  "alternates (catastrophic backtracking); use a possessive repeat (a++) or an atomic group (?>...)",
                  id="regex-list-from-params"),
+    pytest.param("matches('(?:(?:(?:a{100}){100}){100}){100}', data.banner)", {},
+                 "regular expression '(?:(?:(?:a{100}){100}){100}){100}' stands for more than 10000 items once its "
+                 "repeats are counted", id="regex-written-out"),
     pytest.param("len([[1 for a in 'x' * 5000] for b in 'x' * 5000]) > data.port", {},
                  f"over the evaluation budget of {EVAL_BUDGET} steps", id="nested-comprehensions-constant"),
     pytest.param("'%0999999999d' % 1 == data.banner", {},
@@ -163,6 +167,17 @@ def test_stopped_by_the_budget_not_called_not_assessed(tmp_path: Path, db: Path,
     refused(run("evaluate", SCAN, "--profile", str(site), db=db),
             f"rule hardening.hostile ({site}): {reason}: {when[:60]!r}")
     assert verdicts(db) == before         # nothing stored: no "not assessed" verdict, the last judgement stands
+
+
+def test_bytes_from_a_yaml_binary_param_are_bounded_as_strings(tmp_path: Path, db: Path) -> None:
+    """YAML's !!binary makes bytes, which format and repeat as strings do."""
+    fmt = base64.b64encode(b"%0999999999d").decode()
+    for when, reason in (("params.fmt % 1 == data.banner",
+                          "a '%' field width or precision over 100 (or '*') in '%0999999999d'"),
+                         ("params.fmt * 100000000 == data.banner", f"over the evaluation budget of {EVAL_BUDGET} steps")):
+        site = site_profile(tmp_path, when, top=f"params:\n  fmt: !!binary {fmt}")
+        refused(run("evaluate", SCAN, "--profile", str(site), db=db),
+                f"rule hardening.hostile ({site}): {reason}: {when!r}")
 
 
 def test_the_same_rule_on_a_short_banner_is_judged(tmp_path: Path, db: Path) -> None:
