@@ -124,8 +124,8 @@ def test_rule_example(rule_id: str, example: dict[str, Any]) -> None:
     assert [f.rule_id for f in findings] == [rule_id]
     f = findings[0]
     assert f.port == example.get("port")
-    if "evidence" in example:
-        assert f.evidence == example["evidence"]
+    assert "evidence" in example, "a failing example states the evidence its finding carries"
+    assert f.evidence == example["evidence"]
     assert f.severity == example.get("severity", rule.severity)
     assert f.clauses == rule.clauses and f.clauses     # every finding cites its clauses
 
