@@ -82,8 +82,9 @@ def _hours_since(iso: str | None, now: str | None = None) -> float | None:
 def check_regex(pattern: Any) -> None:
     """Refuse a pattern that can backtrack exponentially: a repeat (unbounded, or more than MAX_REGEX_REPEAT
     times) around a part that itself repeats a variable number of times or alternates, as in (a+)+ or (a|aa)*.
-    A possessive repeat or an atomic group never backtracks into itself and is allowed. Matching is
-    time-limited as well: this catches at load what it can, REGEX_TIMEOUT the rest."""
+    A possessive repeat or an atomic group never backtracks into itself and is allowed. Refuse one that is
+    huge once its bounded repeats are written out, too. Matching is time-limited as well: this catches at
+    load what it can, REGEX_TIMEOUT the rest."""
     if not isinstance(pattern, str):
         raise ExprRefused(f"a regular expression must be a string, not {type(pattern).__name__}")
     _checked_regex(pattern)
