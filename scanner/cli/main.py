@@ -20,7 +20,7 @@ from scanner.assess.grading import stored_findings
 from scanner.cli import keys as keys_cli
 from scanner.core.cli_parser import Parser
 from scanner.core.errors import TcmscanError, UsageError
-from scanner.core.output import dumps, finding_json, findings_csv, observation_json, table
+from scanner.core.output import dumps, finding_json, findings_csv, observation_json, printable, table
 from scanner.core.vocab import (
     ATTEMPT_STATUSES,
     EXIT_FINDINGS,
@@ -31,6 +31,7 @@ from scanner.core.vocab import (
     SEVERITIES,
     severity_rank,
 )
+from scanner.engine import library_logs
 from scanner.engine import settings as scan_settings
 from scanner.engine.plugins import load_registry
 from scanner.engine.scan import default_data_dir, evaluate_stored, resume_scan, start_scan
@@ -165,7 +166,7 @@ def cmd_checks_list(args: argparse.Namespace) -> int:
                      for c in reg.checks.values()],
                     ["id", "version", "granularity", "classes", "intrusive", "creds", "title"]))
     for name, err in reg.errors.items():
-        print(f"tcmscan: warning: check plug-in {name} failed to load: {err}", file=sys.stderr)
+        print(printable(f"tcmscan: warning: check plug-in {name} failed to load: {err}"), file=sys.stderr)
     return EXIT_OK
 
 
@@ -327,8 +328,8 @@ def _extensions() -> list[tuple[str, Callable[[Any], None]]]:
         try:
             register = ep.load()
         except Exception as e:  # a broken plug-in must not take the other commands down with it
-            print(f"tcmscan: warning: command plug-in {ep.name} ({ep.value}) failed to load: "
-                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            print(printable(f"tcmscan: warning: command plug-in {ep.name} ({ep.value}) failed to load: "
+                            f"{type(e).__name__}: {e}"), file=sys.stderr)
             continue
         found.append((ep.name, register))
     return found
@@ -345,10 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _on_sigterm)
+    library_logs.install()      # a library's log records and dying threads: one line or an attempt's detail
     try:
         return args.func(args)
     except TcmscanError as e:
-        print(f"tcmscan: {e}", file=sys.stderr)
+        print(printable(f"tcmscan: {e}"), file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("tcmscan: interrupted; completed work is stored (see 'tcmscan scans', then 'tcmscan scan --resume "
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SCAN_FAILED
     except sqlite3.OperationalError as e:
         what = "locked by another process" if "locked" in str(e) else str(e)
-        print(f"tcmscan: database {args.db}: {what}", file=sys.stderr)
+        print(printable(f"tcmscan: database {args.db}: {what}"), file=sys.stderr)
         return EXIT_SCAN_FAILED
     except BrokenPipeError:
         return EXIT_OK
