@@ -1,6 +1,6 @@
 """Build (once) and cache the shared lab root file system.
 
-The cache key is a hash of the package lists and the build script, so editing either
+The cache key is a hash of the package lists and the build scripts, so editing any
 rebuilds; the root is built into a temporary directory and renamed into place only when
 the build script succeeded, so a half-built root is never used.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from lab.topology import LAB_DIR, Topology
 
 BUILD_SCRIPT = LAB_DIR / "rootfs.sh"
+ARCHIVE_SCRIPT = LAB_DIR / "apt-archive.sh"    # run by rootfs.sh: the lab's offline security archive
 
 
 class BuildError(RuntimeError):
@@ -28,6 +29,7 @@ class BuildError(RuntimeError):
 def cache_key(topo: Topology) -> str:
     h = hashlib.sha256()
     h.update(BUILD_SCRIPT.read_bytes())
+    h.update(ARCHIVE_SCRIPT.read_bytes())
     h.update("\n".join(topo.packages).encode())
     h.update(b"\0" + "\n".join(topo.pip_packages).encode())
     h.update(b"\0" + topo.mirror.encode())

@@ -42,6 +42,9 @@ def compose(topo: Topology) -> dict[str, Any]:
             "labels": {"tcmscan.role": h.role, "tcmscan.class": h.klass, "tcmscan.zone": h.zone,
                        "tcmscan.services": " ".join(s.label() for s in h.services)},
         }
+        if h.firewall:
+            # init.sh loads the host's nftables ruleset inside the container's own network namespace
+            services[h.name]["cap_add"] = ["NET_ADMIN"]
     return {
         "name": "tcmscan-lab",
         "networks": {"hospital": {

@@ -34,6 +34,9 @@ chroot "$root" apt-get install -y --no-install-recommends $debs >>"$log" 2>&1 \
   || fail "apt-get install of the lab packages, see $log"
 chroot "$root" apt-get clean
 
+# The lab's own offline security archive and its one package (lab/apt-archive.sh).
+bash "$(dirname "$0")/apt-archive.sh" "$root" "$log" || fail "the lab security archive (lab/apt-archive.sh), see $log"
+
 if [ -n "$pips" ]; then
   # Pure-Python libraries (pynetdicom, pydicom) are not in bookworm; install them with the
   # build host's pip (same Python minor version as the root) into the root's site dir. $PYTHON is

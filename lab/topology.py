@@ -16,6 +16,7 @@ TOPOLOGY_FILE = LAB_DIR / "topology.yaml"
 HOSTS_DIR = LAB_DIR / "hosts"
 
 CLASSES = {"network-device", "server", "medical-device", "workstation", "unknown"}
+FIREWALLS = {"", "nftables"}
 
 
 class TopologyError(ValueError):
@@ -47,7 +48,9 @@ class Host:
     layers: tuple[str, ...] = ()
     absent_packages: tuple[str, ...] = ()
     backup_required: bool = False
-    plants: tuple[str, ...] = ()
+    # plant id -> what was planted; lab/expected-findings.yaml names these ids
+    plants: dict[str, str] = field(default_factory=dict)
+    firewall: str = ""           # "nftables": the host's layer has etc/nftables.conf, loaded at start
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -87,7 +90,19 @@ class Topology:
 
 
 _HOST_KEYS = {"name", "address", "role", "class", "zone", "owner", "criticality", "services",
-              "layers", "absent_packages", "backup_required", "plants", "fragile"}
+              "layers", "absent_packages", "backup_required", "plants", "firewall", "fragile"}
+
+
+def _plants(host: str, raw: Any) -> dict[str, str]:
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise TopologyError(f"host {host}: plants must be a mapping of plant id to description")
+    for pid, text in raw.items():
+        if not isinstance(pid, str) or not pid or not all(c.isalnum() or c == "-" for c in pid) \
+                or not isinstance(text, str) or not text.strip():
+            raise TopologyError(f"host {host}: bad plant {pid!r} (an id of [a-z0-9-] and a description)")
+    return dict(raw)
 
 
 def _service(host: str, raw: dict[str, Any]) -> Service:
@@ -124,12 +139,15 @@ def _host(raw: dict[str, Any], net: ipaddress.IPv4Network, gateway: str) -> Host
     services = tuple(_service(name, s) for s in raw.get("services") or [])
     if not any(s.name == "ssh" and s.port == 22 for s in services):
         raise TopologyError(f"host {name}: every host runs sshd on 22")
+    firewall = str(raw.get("firewall") or "")
+    if firewall not in FIREWALLS:
+        raise TopologyError(f"host {name}: firewall {firewall!r} not one of {sorted(FIREWALLS)}")
     return Host(
         name=name, address=str(addr), role=str(raw.get("role", "")), klass=klass, zone=zone,
         owner=str(raw.get("owner", "")), criticality=crit, services=services,
         layers=tuple(raw.get("layers") or ()), absent_packages=tuple(raw.get("absent_packages") or ()),
         backup_required=bool(raw.get("backup_required", False)),
-        plants=tuple(str(p) for p in raw.get("plants") or ()),
+        plants=_plants(name, raw.get("plants")), firewall=firewall,
         extra={k: v for k, v in raw.items() if k not in _HOST_KEYS},
     )
 

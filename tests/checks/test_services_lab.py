@@ -24,8 +24,8 @@ EXPECTED = {
     ("core-switch", "accounts.snmp-write-community", 161),  # private is read-write
     ("pump", "hardening.anonymous-ftp", 21),                # vsftpd anonymous_enable=YES
     ("pump", "medical.device.default-login", 80),           # nginx Basic admin/admin on the device console
-    # not planted as such: nmap reads "Redis 7.0.15" and upstream fixed CVE-2025-49844 only in 7.2.11; the
-    # banner cannot show Debian's backport, so the finding says confidence low (the wording)
+    # planted: his runs an old upstream Redis 6.2.14 (lab/topology.yaml: redis-old-build); CVE-2025-49844
+    # was fixed in 6.2.20; a banner match, so the finding says confidence low
     ("his", "hardening.vulnerable-version", 6379),
 }
 
@@ -61,7 +61,7 @@ def test_lab_observations(lab_result):
     mysql = obs[(a["emr-db"], "services.unauth", 3306)]
     assert mysql["product"] == "mariadb" and mysql["version"].startswith("10.11.") and mysql["requires_auth"] is None
     redis = obs[(a["his"], "services.unauth", 6379)]
-    assert redis["requires_auth"] is False and redis["version"].startswith("7.0.")
+    assert redis["requires_auth"] is False and redis["version"] == "6.2.14"
     pump = obs[(a["pump"], "creds.default", 80)]
     assert (pump["accepted"], pump["entry"]) == (True, "http-admin-admin")
     assert obs[(a["pump"], "services.ftp-anonymous", 21)]["code"] == 230

@@ -81,8 +81,10 @@ def test_compose_networks_internal_only() -> None:
     his = doc["services"]["his"]
     assert his["networks"] == {"hospital": {"ipv4_address": "10.77.0.10"}}
     assert his["volumes"] == ["./hosts/_common:/lab/layers/00-_common:ro", "./hosts/his:/lab/layers/01-his:ro"]
-    assert his["environment"] == {"LAB_HOST": "his", "LAB_ABSENT_PACKAGES": "rsyslog"}
+    assert his["environment"] == {"LAB_HOST": "his", "LAB_ABSENT_PACKAGES": "telnetd inetutils-telnetd rsyslog"}
     assert "ports" not in his  # nothing published on the machine's own interfaces
+    assert "cap_add" not in his  # no firewall to load
+    assert doc["services"]["hardened"]["cap_add"] == ["NET_ADMIN"]   # loads its nftables ruleset
 
 
 def test_host_dirs_exist_for_every_host_and_layer() -> None:
@@ -102,6 +104,9 @@ def test_host_dirs_exist_for_every_host_and_layer() -> None:
     (lambda d: d["hosts"][0].update(name="a-very-long-hostname"), "bad host name"),
     (lambda d: d["hosts"][0].update(services=[{"name": "telnet", "port": 23}]), "every host runs sshd"),
     (lambda d: d["hosts"][0].update(address="10.77.0.1"), "not usable"),
+    (lambda d: d["hosts"][0].update(plants=["telnet on 23"]), "plants must be a mapping"),
+    (lambda d: d["hosts"][0].update(plants={"telnet 23": "telnet"}), "bad plant 'telnet 23'"),
+    (lambda d: d["hosts"][0].update(firewall="pf"), "firewall 'pf' not one of"),
 ])
 def test_bad_topologies_rejected(mutate, message: str) -> None:
     data = copy.deepcopy(raw())
@@ -115,7 +120,7 @@ def test_expected_findings_consistent_with_topology() -> None:
     names = {h.name for h in topo.hosts}
     doc = yaml.safe_load((compose.LAB_DIR / "expected-findings.yaml").read_text(encoding="utf-8"))
     entries = doc["expected"]
-    assert all(set(e) == {"host", "rule", "port"} for e in entries)
+    assert all(set(e) == {"host", "rule", "port", "plant"} for e in entries)
     assert {e["host"] for e in entries} <= names
     assert [e for e in entries if e["host"] == "hardened"] == []
     # sm-gw plants only ShangMi support; what it lacks elsewhere is host hygiene, never a TLS finding

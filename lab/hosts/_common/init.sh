@@ -6,11 +6,19 @@ mkdir -p /run/sshd /run/vsftpd/empty /var/log/lab /tmp
 chmod 1777 /tmp
 # Host keys were deleted from the shared root: each host makes its own.
 ssh-keygen -A >/dev/null 2>&1
-# Packages this host must not have at all (topology: absent_packages).
+# Packages this host must not have at all (topology: absent_packages, dependents first, so the
+# dpkg database stays consistent: `apt-get -s upgrade`, which host.snapshot runs, refuses to
+# simulate anything on a host with unmet dependencies).
 for p in ${LAB_ABSENT_PACKAGES:-}; do
-  # --force-depends: telnetd (unused on such a host) depends on "a" syslog daemon
-  dpkg --purge --force-depends "$p" >>/var/log/lab/init.log 2>&1
+  dpkg --purge "$p" >>/var/log/lab/init.log 2>&1 || { echo "lab: dpkg --purge $p failed" >&2; exit 1; }
 done
+# Host firewall, loaded before any service as nftables.service does at boot where it is enabled
+# (the host's layer has the enablement symlink and its own /etc/nftables.conf).  A host without
+# it has no ruleset at all.  A ruleset that does not load stops the host: the ground truth
+# counts on it.
+if [ -L /etc/systemd/system/sysinit.target.wants/nftables.service ]; then
+  nft -f /etc/nftables.conf || { echo "lab: nft -f /etc/nftables.conf failed" >&2; exit 1; }
+fi
 # The host's own services (lab/hosts/<name>/start.sh).
 if [ -f /usr/local/lib/lab/start.sh ]; then
   sh /usr/local/lib/lab/start.sh >>/var/log/lab/start.log 2>&1

