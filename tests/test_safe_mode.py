@@ -273,12 +273,11 @@ def test_full_scan_of_medical_hosts_is_safe(lab, tmp_path: Path) -> None:
         stop_capture(dump)
     assert_safe(analyse(pcap, SCANNER, MEDICAL), MEDICAL)
     # and the medical findings are the lab's ground truth. creds.default is intrusive: safe mode runs it on
-    # the pump only when the inventory opts in (default_credentials_allowed), else the rule is not assessed.
-    want = expected(("medical.",), hosts=tuple(MEDICAL))
+    # the pump only because the lab's inventory opts in (default_credentials_allowed), so the default login
+    # on its console is found.
     inv = yaml.safe_load(Path(lab["inventory"]).read_text(encoding="utf-8"))
-    pump = next(a for a in inv["assets"] if a.get("name") == "pump")
-    if not pump.get("default_credentials_allowed"):
-        want.discard(("pump", "medical.device.default-login", 80))
+    assert [a.get("default_credentials_allowed") for a in inv["assets"] if a.get("name") == "pump"] == [True]
+    want = expected(("medical.",), hosts=tuple(MEDICAL))
     assert {x for x in triples(found, lab) if x[1].startswith("medical.")} == want
 
 
