@@ -48,9 +48,9 @@ def test_never():
 
 
 def code_lines(path: Path) -> list[str]:
-    """The lines of a shell script without comments and blank lines."""
-    lines = (ln.split("#", 1)[0].strip() if not ln.lstrip().startswith('"') else ln.strip()
-             for ln in path.read_text().splitlines())
+    """The lines of a shell script without comment lines, trailing ' # ...' comments and blank lines."""
+    lines = (re.sub(r"\s+#.*$", "", ln).strip() for ln in path.read_text().splitlines()
+             if not ln.lstrip().startswith("#"))
     return [ln for ln in lines if ln]
 
 
