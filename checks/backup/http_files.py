@@ -37,7 +37,8 @@ def parse_head(raw: bytes) -> dict | None:
     head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace")
     lines = head.split("\r\n")
     parts = lines[0].split(" ", 2) if lines else []
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    # isdecimal, not isdigit: "\u00b2" (a latin-1 byte) is a digit int() refuses
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdecimal():
         return None
     h: dict[str, str] = {}
     for line in lines[1:200]:
@@ -46,7 +47,7 @@ def parse_head(raw: bytes) -> dict | None:
             h[k.strip().lower()] = v.strip()[:200]
     length = h.get("content-length", "")
     return {"status": int(parts[1][:3]), "type": h.get("content-type", "").split(";")[0].strip().lower()[:80],
-            "length": int(length) if length.isdigit() and len(length) < 16 else None}
+            "length": int(length) if length.isdecimal() and len(length) < 16 else None}
 
 
 def _tls(ctx: CheckContext) -> bool:

@@ -146,7 +146,7 @@ def decode(body: bytes, content_type: str | None) -> str:
     charset = m.group(1) if m else "utf-8"
     try:
         return body.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, UnicodeError):     # no such codec, or one that fails whatever it reads ("undefined")
         return body.decode("utf-8", errors="replace")
 
 

@@ -129,7 +129,7 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
             on_silence=lambda: ctx.note_silence(f"no HTTP answer within {budget:.0f} s"))
         ctx.note_response(time.monotonic() - start, "http")
         length = head.get("content-length")
-        want = int(length) if length and length.isdigit() and len(length) < 13 else None
+        want = int(length) if length and length.isdecimal() and len(length) < 13 else None   # not "\u00b2"
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
         complete = True
         if method != "HEAD" and head.status not in (204, 304) and (want is None or len(data) < want):

@@ -22,20 +22,26 @@ _ACTION = re.compile(r"action\s*\((.*?)\)", re.IGNORECASE | re.DOTALL)
 _PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 
 
+def _port(text: str | None, default: int = 514) -> int | None:
+    """A port as written, the default when none is, None for anything else: isdigit() is True for "\u00b2" and
+    for 5000 digits, which int() refuses."""
+    if text is None:
+        return default
+    return int(text) if text.isdecimal() and len(text) < 6 else None
+
+
 def rsyslog_targets(path: str, text: str) -> list[dict[str, Any]]:
     """`*.* @@host:port` (TCP), `@host` (UDP), and action(type="omfwd"|"omrelp" target=...)."""
     body = _strip_comments(text)
     out: list[dict[str, Any]] = []
     for m in _LEGACY.finditer(body):
-        out.append({"daemon": "rsyslog", "target": m.group(2).strip("[]"), "port": int(m.group(3) or 514),
+        out.append({"daemon": "rsyslog", "target": m.group(2).strip("[]"), "port": _port(m.group(3)),
                     "protocol": "tcp" if m.group(1) == "@@" else "udp", "file": path})
     for m in _ACTION.finditer(body):
         params = {k.lower(): v for k, v in _PARAM.findall(m.group(1))}
         kind = params.get("type", "").lower()
         if kind in ("omfwd", "omrelp") and params.get("target"):
-            port = params.get("port", "514")
-            out.append({"daemon": "rsyslog", "target": params["target"][:255],
-                        "port": int(port) if port.isdigit() and len(port) < 6 else None,
+            out.append({"daemon": "rsyslog", "target": params["target"][:255], "port": _port(params.get("port")),
                         "protocol": "relp" if kind == "omrelp" else params.get("protocol", "udp").lower()[:8],
                         "file": path})
     return out[:50]

@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 from scanner.sdk.http_wire import (
     MAX_BODY,
+    Head,
     dechunk,
     open_http_socket,
     page_facts,
@@ -62,8 +63,7 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
             raise CheckError("connectivity", f"send to {ctx.address}:{port} failed: {e}") from None
         head, body = read_response_head(
             sock, deadline, f"no complete HTTP response header within {FETCH_BUDGET:.0f} s")
-        length = head.get("content-length")
-        want = int(length) if length and length.isdigit() else None
+        want = content_length(head)
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
         if head.status not in (204, 304) and (want is None or len(body) < want):
             recv_until(sock, deadline, body, lambda b: len(b) >= min(want or MAX_BODY, MAX_BODY)
@@ -75,16 +75,30 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
         sock.close()
     scheme = "https" if tls else "http"
     default = 443 if tls else 80
-    url = f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
+    return response_facts(head, bytes(body), f"{scheme}://{host}{'' if port == default else f':{port}'}{path}", tls)
+
+
+def content_length(head: Head) -> int | None:
+    length = head.get("content-length")
+    # isdecimal, not isdigit: "\u00b2" (a latin-1 byte) is a digit int() refuses
+    return int(length) if length and length.isdecimal() else None
+
+
+def response_facts(head: Head, body: bytes, url: str, tls: bool) -> dict:
+    """The observation's facts from one response (pure: tests/fuzz/test_http.py drives it)."""
     location = head.get("location")
-    target = urljoin(url, location) if location else None
+    try:
+        target = urljoin(url, location) if location else None
+        https = bool(target and urlsplit(target).scheme == "https")
+    except ValueError:          # "http://[x": not a URL; said as sent, never followed
+        target, https = location, False
     return {
         "url": url, "tls": tls, "status": head.status, "server": (head.get("server") or "")[:200],
         "location": (target or "")[:500],
-        "redirect_https": bool(target and head.status in REDIRECTS and urlsplit(target).scheme == "https"),
+        "redirect_https": https and head.status in REDIRECTS,
         "hsts": parse_hsts(head.get("strict-transport-security")) if tls else None,
         "www_authenticate": parse_www_authenticate(head.get_all("www-authenticate")),
-        **page_facts(bytes(body), head.get("content-type")),
+        **page_facts(body, head.get("content-type")),
         "body_bytes": len(body),
     }
 

@@ -35,10 +35,10 @@ def run(ctx: CheckContext) -> list[Observation]:
     try:
         try:
             accepted, reply = try_login(ftp, "anonymous", PROBE_ADDRESS)
-        except (ftplib.Error, EOFError, OSError) as e:
+        except (ftplib.Error, EOFError, OSError, UnicodeDecodeError) as e:   # a reply that is not UTF-8
             raise CheckError("protocol", f"FTP login exchange failed: {str(e)[:100]}") from None
     finally:
         close(ftp)
-    code = int(reply[:3]) if reply[:3].isdigit() else None
+    code = int(reply[:3]) if reply[:3].isdecimal() else None     # "5\u00b2\u00b2" passes isdigit(), not int()
     return [ctx.observation("anonymous", {"accepted": accepted, "code": code, "reply": reply[:120],
                                           "banner": welcome[:120]})]

@@ -202,9 +202,9 @@ def analyse(chain_der: list[bytes], *, names: list[str], extra_ca: str = "",
     for der in chain_der:
         try:
             chain.append(x509.load_der_x509_certificate(der))
-        except ValueError:
+        except (ValueError, x509.InvalidVersion) as e:     # a version field past v3 is no ValueError
             if not chain:
-                raise
+                raise ValueError(str(e)) from None
             break   # an undecodable intermediate: keep what we have, trust will say "issuer not found"
     leaf = chain[0]
     key_type, bits, curve = _key(leaf, sm_oids)

@@ -79,7 +79,7 @@ def parse_hsts(value: str | None) -> dict | None:
         name, _, v = part.strip().partition("=")
         name = name.strip().lower()
         v = v.strip().strip('"')
-        if name == "max-age" and v.isdigit() and len(v) <= 12:
+        if name == "max-age" and v.isdecimal() and len(v) <= 12:     # isdigit() is True for "\u00b9"
             max_age = int(v)
         elif name == "includesubdomains":
             include = True
@@ -163,7 +163,7 @@ def page_facts(body: bytes, content_type: str | None) -> dict:
     t = TITLE.search(body)
     try:
         title = t.group(1).decode(charset, errors="replace").strip() if t else ""
-    except LookupError:
+    except (LookupError, UnicodeError):   # no such codec, or one that fails whatever it reads ("undefined")
         title = t.group(1).decode("utf-8", errors="replace").strip() if t else ""
     return {"password_form": bool(PASSWORD_INPUT.search(body)), "title": title[:120]}
 

@@ -15,10 +15,13 @@ DEBIAN = re.compile(r"\bDebian[- ](?P<rev>[0-9][0-9A-Za-z.+~]*)")
 
 # ------------------------------------------------------------------ version ordering
 
-def _tokens(v: str) -> list[tuple[int, Any]]:
-    """'9.2p1' -> [(0,9),(0,2),(1,'p'),(0,1)]: numbers before letters at the same position, as upstreams
+def _tokens(v: str) -> list[tuple[Any, ...]]:
+    """'9.2p1' -> [(0,1,'9'),(0,1,'2'),(1,'p'),(0,1,'1')]: numbers before letters at the same position, as upstreams
     mean it ('1.3.5' < '1.3.5a', '8.5' < '8.5p1')."""
-    return [(0, int(t)) if t.isdigit() else (1, t) for t in re.findall(r"\d+|[A-Za-z]+", v)]
+    # A number compares by its length without leading zeros, then its digits: int() refuses past 4300 digits,
+    # and a banner may say anything.
+    return [(0, len(t.lstrip("0")), t.lstrip("0")) if t.isdigit() else (1, t)
+            for t in re.findall(r"[0-9]+|[A-Za-z]+", v)]
 
 
 def upstream_lt(a: str, b: str) -> bool:
@@ -76,7 +79,8 @@ def dpkg_cmp(a: str, b: str) -> int:
     def split(v: str) -> tuple[int, str, str]:
         epoch, _, rest = v.rpartition(":") if ":" in v else ("0", "", v)
         up, _, rev = rest.rpartition("-") if "-" in rest else (rest, "", "")
-        return int(epoch) if epoch.isdigit() else 0, up, rev
+        # isdigit() is True for "\u00b2", which int() refuses; an epoch past 9 digits is no dpkg epoch
+        return int(epoch) if epoch.isascii() and epoch.isdigit() and len(epoch) < 10 else 0, up, rev
     ea, ua, ra = split(a)
     eb, ub, rb = split(b)
     if ea != eb:
