@@ -205,6 +205,8 @@ def load_config(path: str | Path | None = None) -> JobsConfig:
         raise UsageError(f"job config {p} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"job config {p} is not valid TOML: {e}") from None
+    except RecursionError:      # tomllib recurses per nesting level: a hostile file is one line, not a traceback
+        raise UsageError(f"job config {p} nests too deep") from None
     base = p.resolve().parent
     top = _Fields(str(p), doc, "", base)
     data_dir = top.path("data_dir", must_exist=False)

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scanner.core.errors import UsageError
+from scanner.core.knowledge import load_yaml
 
 CREDENTIAL_TYPES = ("ssh", "snmp", "http", "db")
 
@@ -82,11 +81,9 @@ def _private_text(path: str, what: str) -> str:
 def load_credentials(path: str | None) -> CredentialStore:
     if not path:
         return CredentialStore()
-    try:
-        raw = yaml.safe_load(_private_text(path, "credentials file"))
-    except yaml.YAMLError:
-        # the message could quote a secret: say only where
-        raise UsageError(f"credentials file {path} is not valid YAML") from None
+    # bounded like every other YAML we read (an alias bomb is refused); a parse error names only the file,
+    # since its text could quote a secret
+    raw = load_yaml(_private_text(path, "credentials file"), f"credentials file {path}", quote_errors=False)
     if not isinstance(raw, dict) or not isinstance(raw.get("credentials"), list):
         raise UsageError(f"credentials file {path}: expected a mapping with a list 'credentials'")
     store = CredentialStore()

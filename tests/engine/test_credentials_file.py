@@ -42,8 +42,9 @@ def test_a_private_credentials_file_is_read(tmp_path, mode):
     store = load_credentials(str(creds))
     assert [(c.user, c.password, c.key_passphrase) for c in store.items] == [("root", "hunter2-secret", None)]
     p = _scan(tmp_path, creds)
-    assert p.returncode in (0, 1), p.stderr
-    assert "accessible" not in p.stderr
+    # nothing listens there: the scan completes with no finding
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines()[-1].endswith("findings none; see 'tcmscan findings " + p.stderr.split()[1] + "'")
 
 
 def test_key_passphrase_file_is_read_private_and_needs_a_key_file(tmp_path):
@@ -80,3 +81,20 @@ def test_a_credentials_file_that_is_not_text_is_one_line(tmp_path):
     creds.chmod(0o600)
     p = _scan(tmp_path, creds)
     assert (p.returncode, p.stderr) == (2, f"tcmscan: credentials file {creds} is not UTF-8 text\n")
+
+
+def test_a_credentials_file_is_bounded_yaml_and_its_parse_errors_quote_nothing(tmp_path):
+    creds = tmp_path / "creds.yaml"
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8))
+    creds.write_text(bomb)
+    creds.chmod(0o600)
+    with pytest.raises(UsageError) as e:
+        load_credentials(str(creds))
+    assert str(e.value).startswith(f"credentials file {creds}: its aliases expand to more than 500000 nodes")
+    # a parse error's own text would quote the broken line, here a password
+    creds.write_text("credentials:\n  - {match: '*', user: root, password: hunter2-secret: oops}\n")
+    p = _scan(tmp_path, creds)
+    assert (p.returncode, p.stderr) == (2, f"tcmscan: credentials file {creds} is not valid YAML\n")

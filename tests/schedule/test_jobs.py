@@ -134,3 +134,12 @@ def test_unknown_job_via_cli(tmp_path):
     p = tcmscan("run", "nope", "--config", str(cfg))
     assert (p.returncode, p.stderr.strip()) == (2, f"tcmscan: no job 'nope' in {cfg} (jobs: nightly)")
     assert not (tmp_path / "state").exists()                      # refused before anything was created
+
+
+def test_a_job_config_nested_too_deep_is_one_line(tmp_path):
+    # tomllib recurses once per level: without the guard this is a RecursionError traceback
+    p = tmp_path / "jobs.toml"
+    p.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(UsageError) as e:
+        load_config(p)
+    assert str(e.value) == f"job config {p} nests too deep"
