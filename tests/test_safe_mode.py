@@ -101,7 +101,7 @@ def test_do_not_touch_cli_no_packet(tmp_path: Path) -> None:
     try:
         p = tcmscan("scan", "127.77.7.42", "127.77.7.43", "--scope", "127.77.7.0/24", "--exclude", "127.77.7.42",
                     "--checks", "hl7", "--quiet", db=tmp_path / "s.db", check=True)
-        assert p.returncode in (0, 1)
+        assert p.returncode == 0     # nothing left to scan answers: no finding
     finally:
         peer.close()
     assert peer.received == []

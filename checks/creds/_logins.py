@@ -32,12 +32,14 @@ class Refused(Exception):
 def ssh_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]:
     import paramiko  # noqa: PLC0415  (heavy import, only when an SSH login is tried)
 
+    from scanner.sdk.ssh_session import start_client  # noqa: PLC0415  (imports paramiko too)
+
     sock = ctx.connect(timeout=IO_TIMEOUT)
     t = paramiko.Transport(sock)
     try:
         t.banner_timeout = t.auth_timeout = IO_TIMEOUT
         try:
-            t.start_client(timeout=min(IO_TIMEOUT * 2, ctx.remaining()))
+            start_client(t, timeout=min(IO_TIMEOUT * 2, ctx.remaining()))
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise CheckError("protocol", f"SSH handshake failed: {str(e)[:100]}") from None
         try:

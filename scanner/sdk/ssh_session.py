@@ -296,7 +296,7 @@ def _open(ctx: CheckContext) -> HostSession:
         pins = known.pins(host_name(ctx.address, port))
         if pins:
             transport.get_security_options().key_types = preferred_algorithms(list(pins))
-        transport.start_client(timeout=10)
+        start_client(transport, timeout=10)
         key = transport.get_remote_server_key()
         seen = {"port": port, "type": key.get_name(), "fingerprint": fingerprint(key)}
         try:
@@ -329,6 +329,18 @@ def _open(ctx: CheckContext) -> HostSession:
     client = paramiko.SSHClient()
     client._transport = transport  # noqa: SLF001 - paramiko's documented way to wrap an authenticated Transport
     return HostSession(ctx.address, client, cred.user, cred.sudo, status)
+
+
+def start_client(transport: paramiko.Transport, timeout: float) -> None:
+    """paramiko's handshake, failing only with SSHException, EOFError or OSError: its Transport thread dies of
+    whatever a malformed packet raises (a UnicodeDecodeError on a name-list that is not UTF-8, ...) and
+    start_client re-raises that as it is, which is the peer's fault, not ours."""
+    try:
+        transport.start_client(timeout=timeout)
+    except (paramiko.SSHException, EOFError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - anything paramiko's parser raises on what the peer sent
+        raise paramiko.SSHException(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
 
 
 def _authenticate(transport: paramiko.Transport, cred: Credential) -> None:
