@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.core.errors import UsageError
+from scanner.core.output import printable
 from scanner.core.scope import Scope
 from scanner.core.vocab import EXIT_OK, EXIT_VERIFY_FAILED
 
@@ -78,14 +79,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     problems, manifest = verify_bundle(Path(args.directory), keys, pins)
     if problems:
         for p in problems:
-            print(f"tcmscan: verify: {p}", file=sys.stderr)
+            print(f"tcmscan: verify: {printable(p)}", file=sys.stderr)   # names and fields come from the bundle
         print(f"FAILED: {len(problems)} problem(s) in {args.directory}", file=sys.stderr)
         return EXIT_VERIFY_FAILED
     assert manifest is not None
     algs = ", ".join(f"{k.algorithm} {k.key_id}" for k in keys)
     scan = manifest["scan"]
-    print(f"OK: {len(manifest['files'])} files intact, scan {scan['id']}, signed by {algs}; scope "
-          f"{', '.join(scan['scope'])}, {scan['started']} to {scan['finished']}")
+    print(printable(f"OK: {len(manifest['files'])} files intact, scan {scan['id']}, signed by {algs}; scope "
+                    f"{', '.join(scan['scope'])}, {scan['started']} to {scan['finished']}"))
     return EXIT_OK
 
 

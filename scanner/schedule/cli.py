@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.core.output import printable
 from scanner.core.vocab import EXIT_OK
 from scanner.schedule.jobs import default_config_path, load_config
 
@@ -33,12 +34,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for d in res.notifications:
         if not d.ok:
             print(f"tcmscan: notification {d.channel} to {d.target} failed after {d.attempts} attempt(s) "
-                  f"in {d.seconds:g} s: {d.error}", file=sys.stderr)
+                  f"in {d.seconds:g} s: {printable(d.error)}", file=sys.stderr)
     if res.report_status != "ok" and res.status == "done":
         print(f"tcmscan: job {res.job}: report {res.report_status}", file=sys.stderr)
     if res.status != "done":
         nxt = "the next run resumes it" if res.resumable else "nothing was scanned"
-        print(f"tcmscan: job {res.job}: scan {res.scan_id} {res.status}: {res.error} ({nxt})", file=sys.stderr)
+        print(f"tcmscan: job {res.job}: scan {res.scan_id} {res.status}: {printable(res.error)} ({nxt})",
+              file=sys.stderr)
     print(res.summary())
     return res.exit_code
 

@@ -236,3 +236,14 @@ def test_keys_are_never_written_through_a_symlink(tmp_path):
     p = tcmscan("keys", "generate", "--out", str(keys), env=env)
     assert (p.returncode, p.stderr) == (2, f"tcmscan: {keys / ED_PRIVATE} exists: refusing to overwrite a key\n")
     assert not (tmp_path / "stolen.pem").exists()
+
+
+def test_verify_shows_a_hostile_file_name_escaped(bundles, tmp_path):
+    """A bundle comes from elsewhere: a file name in it must not drive the auditor's terminal."""
+    out, keys, _, s2, _ = bundles
+    b = tmp_path / "b"
+    shutil.copytree(out / s2, b)
+    (b / "x\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J").write_text("planted")
+    code, lines = verify(b, *both(keys))
+    assert (code, lines) == (1, ["tcmscan: verify: extra file x\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J (not in the "
+                                 "manifest)", f"FAILED: 1 problem(s) in {b}"])
