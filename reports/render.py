@@ -2,13 +2,21 @@
 
 The bundle holds the site's weaknesses host by host, so its directory is 0700 and its files 0600: an auditor
 gets a copy (it verifies anywhere), other local users get nothing. Nothing is written through a symbolic link:
---out is opened with O_NOFOLLOW and each file is created with O_EXCL | O_NOFOLLOW inside that directory."""
+the bundle's directory is opened with O_NOFOLLOW and each file is created with O_EXCL | O_NOFOLLOW inside it.
+
+All or nothing: the files are written and fsynced in a hidden directory next to --out (`.NAME.tmp-*`), which is
+then renamed to --out. A run killed (or out of disk) before that leaves --out as it was -- absent, or the
+earlier bundle -- and never a half-written bundle there. With --force over an earlier bundle the old one is
+first renamed aside (`.NAME.old-*`, removed after): a kill between the two renames leaves no --out at all, the
+complete old and new bundles in those hidden directories. They are 0700 and safe to delete."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +30,7 @@ from scanner.store import Store
 FILE_NAMES = {"html": "report.html", "pdf": "report.pdf", "json": "report.json", "csv": "findings.csv",
               "sarif": "report.sarif"}
 DIR_MODE, FILE_MODE = 0o700, 0o600
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
 
 class RenderError(TcmscanError):
@@ -46,13 +55,42 @@ def _symlink(path: Path) -> UsageError:
     return UsageError(f"--out {path} is a symbolic link: refusing to write through it")
 
 
+def _io_error(e: OSError, what: str) -> TcmscanError:
+    """A full or failing disk is "could not run" (exit 3); anything else about the path is the user's (exit 2)."""
+    if e.errno in DISK_ERRNOS:
+        return RenderError(f"{what}: {e.strerror}; --out is left as it was")
+    return UsageError(f"{what}: {e.strerror}")
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that is a symbolic link (or holds one), a file, a directory with files and no --force, or
+    one holding files no bundle has (replacing --out would delete them)."""
+    if out.is_symlink():
+        raise _symlink(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {out} is a file")
+    try:
+        present = sorted(os.listdir(out))
+    except OSError as e:
+        raise _io_error(e, f"cannot use --out {out}") from None
+    if present and not force:
+        raise UsageError(f"--out {out} is not empty (use --force to replace an earlier bundle)")
+    ours = set(FILE_NAMES.values()) | set(BUNDLE_META)
+    for name in present:
+        if os.path.islink(out / name):
+            raise _symlink(out / name)
+    foreign = [name for name in present if name not in ours]
+    if foreign:
+        raise UsageError(f"--out {out} holds {foreign[0]!r}, which is no part of a report bundle: refusing to "
+                         f"replace it (choose another --out)")
+
+
 def open_out(out: Path, force: bool) -> int:
     """A descriptor of the bundle directory (created 0700, or an existing one made 0700), emptied of an earlier
     bundle's files with `force`; refuses a symbolic link at `out` or at any of the names in it."""
-    if out.is_symlink():
-        raise _symlink(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file")
+    check_out(out, force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.mkdir(mode=DIR_MODE, exist_ok=True)
@@ -61,36 +99,89 @@ def open_out(out: Path, force: bool) -> int:
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
             raise _symlink(out) from None
-        raise UsageError(f"cannot use --out {out}: {e.strerror}") from None
+        raise _io_error(e, f"cannot use --out {out}") from None
     try:
         os.fchmod(fd, DIR_MODE)
-        present = sorted(os.listdir(fd))
-        if present and not force:
-            raise UsageError(f"--out {out} is not empty (use --force to replace an earlier bundle)")
-        ours = set(FILE_NAMES.values()) | set(BUNDLE_META)
-        for name in present:
-            if os.path.islink(out / name):
-                raise _symlink(out / name)
-            if name in ours:
-                os.unlink(name, dir_fd=fd)
+        for name in sorted(os.listdir(fd)):
+            os.unlink(name, dir_fd=fd)          # check_out let through only a bundle's own files
     except OSError as e:
         os.close(fd)
-        raise UsageError(f"cannot use --out {out}: {e.strerror}") from None
-    except UsageError:
-        os.close(fd)
-        raise
+        raise _io_error(e, f"cannot use --out {out}") from None
     return fd
 
 
 def write_file(dir_fd: int, out: Path, name: str, data: bytes) -> None:
+    """Create `name` (0600, never through a link) in the directory `dir_fd` and put `data` on the disk (fsync);
+    `out` names it in messages."""
     try:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE, dir_fd=dir_fd)
-    except FileExistsError:      # planted after open_out emptied the directory
+    except FileExistsError:      # planted after the directory was emptied
         raise UsageError(f"--out {out / name} appeared while writing: refusing to write through it") from None
     except OSError as e:
-        raise UsageError(f"cannot write {out / name}: {e.strerror}") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+        raise _io_error(e, f"cannot write {out / name}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _io_error(e, f"cannot write {out / name}") from None
+
+
+def _aside(out: Path, kind: str) -> Path:
+    """A new empty 0700 directory next to `out` (`.NAME.kind-XXXXXXXX`): same file system, so renames are atomic."""
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.{kind}-", dir=out.parent))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(out: Path, files: dict[str, bytes], force: bool) -> None:
+    """Write `files` as the bundle at `out`, all or nothing (the module's docstring says how)."""
+    check_out(out, force)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = _aside(out, "tmp")
+    except OSError as e:
+        raise _io_error(e, f"cannot use --out {out}") from None
+    try:
+        dir_fd = open_out(staging, force=False)
+        try:
+            for name, data in files.items():          # manifest and signatures last: a torn copy never verifies
+                write_file(dir_fd, out, name, data)
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        check_out(out, force)                          # again: --out may have changed while we rendered
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    try:
+        try:
+            os.rename(staging, out)                    # --out absent or empty: one atomic step
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            old = _aside(out, "old")
+            os.rename(out, old)                         # replaces the empty `old`
+            try:
+                os.rename(staging, out)
+            except OSError:
+                os.rename(old, out)                     # the earlier bundle goes back where it was
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(out.parent)
+    except OSError as e:
+        raise _io_error(e, f"cannot write --out {out}") from None
 
 
 def render(doc: dict[str, Any], fmt: str, lang: str) -> bytes:
@@ -118,10 +209,5 @@ def write_bundle(store: Store, scan_id: str, out: Path, *, formats: list[str], l
     files = {FILE_NAMES[fmt]: render(doc, fmt, lang) for fmt in formats}   # all rendered before anything is written
     if keys:
         files |= signed_manifest(doc, files, keys)
-    dir_fd = open_out(out, force)
-    try:
-        for name, data in files.items():
-            write_file(dir_fd, out, name, data)
-    finally:
-        os.close(dir_fd)
+    publish(out, files, force)
     return list(files)
