@@ -3,6 +3,7 @@ created -> discovered -> planned -> ran -> done."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import uuid
@@ -119,11 +120,18 @@ def continue_scan(scan_id: str, store: Store, *, creds: CredentialStore, profile
     try:
         _continue(scan_id, store, creds=creds, profile=profile, registry=registry, quiet=quiet)
     except TcmscanError as e:
-        store.update_scan(scan_id, status="failed", error=str(e))
+        _mark(store, scan_id, "failed", str(e))
         raise
     except KeyboardInterrupt:
-        store.update_scan(scan_id, status="interrupted", error="interrupted")
+        _mark(store, scan_id, "interrupted", "interrupted")
         raise
+
+
+def _mark(store: Store, scan_id: str, status: str, error: str) -> None:
+    """Record why the scan stopped, if the database still takes a write: when the failure is the database's own
+    (disk full, locked), the first error is the one to report and the row stays "running" (resumable)."""
+    with contextlib.suppress(TcmscanError):
+        store.update_scan(scan_id, status=status, error=error)
 
 
 def _continue(scan_id: str, store: Store, *, creds: CredentialStore, profile: Profile, registry: Registry,

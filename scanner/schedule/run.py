@@ -7,6 +7,7 @@ locked); 4 done, but a report or a notification could not be delivered (recorded
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import fcntl
@@ -122,6 +123,11 @@ def _update(store: Store, scan_id: str, **fields: Any) -> None:
            for k, v in fields.items()}
     with store.tx():
         store.db["job_runs"].update(scan_id, enc)
+
+
+def _try_update(store: Store, scan_id: str, **fields: Any) -> None:
+    with contextlib.suppress(TcmscanError):
+        _update(store, scan_id, **fields)
 
 
 def _scan_row(store: Store, scan_id: str) -> dict[str, Any] | None:
@@ -282,11 +288,12 @@ def _run(store: Store, job: Job, out_root: Path, quiet: bool, sleep: Callable[[f
     except KeyboardInterrupt:
         res.status, res.error = "interrupted", "interrupted (SIGTERM or Ctrl-C)"
     if res.status != "done":
-        _update(store, scan_id, status=res.status, error=res.error)
+        # Best effort: when the database itself failed (disk full, locked), the alert still goes out.
+        _try_update(store, scan_id, status=res.status, error=res.error)
         res.resumable = _scan_row(store, scan_id) is not None
         res.notifications = deliver(Change(job.name, scan_id, None, res.status, min_severity=job.notify.min_severity,
                                            error=res.error), job.notify, **_sleep(sleep))
-        _update(store, scan_id, notifications=[d.to_dict() for d in res.notifications])
+        _try_update(store, scan_id, notifications=[d.to_dict() for d in res.notifications])
         if res.status == "interrupted":
             raise KeyboardInterrupt
         return res

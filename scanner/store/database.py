@@ -1,8 +1,15 @@
-"""One SQLite file (sqlite-utils) with versioned migrations. Every write is one transaction, so a scan
-killed at any point leaves a consistent file that `scan --resume` can finish."""
+"""One SQLite file (sqlite-utils) with versioned migrations. Every write is one short transaction, so a scan
+killed at any point leaves a consistent file that `scan --resume` can finish.
+
+Durability: WAL with synchronous=FULL, so a commit is on the disk (the WAL fsynced) before the next step
+starts: a power cut loses at most the transaction being written, never one a command already reported done
+(NORMAL could lose every commit since the last checkpoint, e.g. a whole scan already notified). It costs about
+0.2 ms per commit on an SSD, nothing next to a scan's network time (README "Under faults")."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -12,10 +19,16 @@ from typing import Any
 
 import sqlite_utils
 
-from scanner.core.errors import ScanFailed, UsageError
+from scanner.core.errors import ScanFailed, TcmscanError, UsageError
 from scanner.core.models import Asset, AttemptResult, Finding, Observation, RuleResult
 from scanner.core.scope import Scope
 from scanner.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+# How long a write waits for another process's transaction (each is short: one attempt, one phase) before the
+# command stops with "locked". Two scans writing the same file wait for each other instead of failing mid-scan;
+# opening still gives up after the Store's `timeout`, so a file someone holds locked is refused at the start.
+WRITE_WAIT = 60.0
+LOW_SPACE = 1 << 20          # an I/O error with less than this free on the disk is read as "the disk is full"
 
 
 def private_dir(path: Path) -> None:
@@ -57,19 +70,23 @@ class Store:
             private_file(self.path)
             conn = sqlite3.connect(str(self.path), timeout=timeout, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             self.db = sqlite_utils.Database(conn)
             self.migrate()
             # Fail now, with a clear line, if another process holds the write lock (WAL lets us read anyway).
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
+            conn.execute(f"PRAGMA busy_timeout = {int(WRITE_WAIT * 1000)}")
+        except TcmscanError:
+            raise
+        except sqlite3.OperationalError as e:
+            raise store_error(self.path, e) from None
         except sqlite3.DatabaseError as e:
-            msg = str(e)
-            if "locked" in msg or "busy" in msg:
-                raise ScanFailed(f"database {self.path} is locked by another process") from None
-            raise UsageError(f"database {self.path} is not a usable tcmscan database ({msg})") from None
+            raise UsageError(f"database {self.path} is not a usable tcmscan database ({e})") from None
         except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ScanFailed(f"cannot create database {self.path}: {e.strerror}") from None
             raise UsageError(f"cannot open database {self.path}: {e.strerror}") from None
 
     # -- schema ----------------------------------------------------------------------------------
@@ -85,13 +102,17 @@ class Store:
             if version <= current:
                 continue
             with self.tx():
+                # Read again under the write lock: another process opening the same new file may have applied
+                # it while we waited (two scans started together would otherwise both create the tables).
+                if self.version() >= version:
+                    continue
                 fn(self.db)
                 self.db.execute(f"PRAGMA user_version = {version}")
             applied.append(version)
         return applied
 
     def tx(self) -> Any:
-        return _Tx(self.db.conn)
+        return _Tx(self.db.conn, self.path)
 
     def close(self) -> None:
         self.db.conn.close()
@@ -239,21 +260,63 @@ class Store:
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK; nested use joins the outer transaction."""
+    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK; nested use joins the outer transaction. A write SQLite refuses (disk
+    full, locked too long, I/O error) rolls back and ends the command with one line (ScanFailed, exit 3); what
+    earlier transactions stored stays."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
+        self.path = path
         self.outer = False
 
     def __enter__(self) -> None:
         self.outer = not self.conn.in_transaction
         if self.outer:
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise store_error(self.path, e) from None
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
         if not self.outer:
             return
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc is None:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                self._rollback()
+                raise store_error(self.path, e) from None
+            return
+        self._rollback()
+        if isinstance(exc, sqlite3.OperationalError):
+            raise store_error(self.path, exc) from None
+
+    def _rollback(self) -> None:
+        # A failed COMMIT (SQLITE_FULL) can leave the transaction open; SQLite may also have ended it already.
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+
+
+def store_error(path: Path, e: sqlite3.OperationalError) -> ScanFailed:
+    """The one line for a database SQLite could not read or write: locked, disk full, or an I/O error."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(e):
+        return ScanFailed(f"database {path} is locked by another process")
+    free = _free_space(path.parent)
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and free is not None and free < LOW_SPACE):
+        left = f"{free // 1024} KiB free" if free is not None else "no space left"
+        return ScanFailed(f"database {path}: the disk is full ({left}): the last write was not stored, what was "
+                          f"stored before is intact")
+    return ScanFailed(f"database {path}: {e} ({name or 'sqlite error'}); what was stored before is intact")
+
+
+def _free_space(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _enc(row: dict[str, Any]) -> dict[str, Any]:
