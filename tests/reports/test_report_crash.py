@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from reports.signing import ED_PRIVATE, ED_PUBLIC, SM2_PRIVATE, SM2_PUBLIC, load_public_key, verify_bundle
 from tests.crash import (
     KILLS,
@@ -21,6 +23,8 @@ from tests.crash import (
     timed,
 )
 from tests.helpers import tcmscan
+
+pytestmark = pytest.mark.slow          # 20 kills and as many runs: about a minute
 
 FORMATS = "html,json,csv,sarif"
 NAMES = ["findings.csv", "manifest.json", "manifest.sig", "manifest.sm2.sig", "report.html", "report.json",
