@@ -4,7 +4,7 @@ killed at any point leaves a consistent file that `scan --resume` can finish.
 Durability: WAL with synchronous=FULL, so a commit is on the disk (the WAL fsynced) before the next step
 starts: a power cut loses at most the transaction being written, never one a command already reported done
 (NORMAL could lose every commit since the last checkpoint, e.g. a whole scan already notified). It costs about
-0.2 ms per commit on an SSD, nothing next to a scan's network time (README "Under faults")."""
+0.2 ms per commit, nothing next to a scan's network time (README "Under faults")."""
 
 from __future__ import annotations
 
