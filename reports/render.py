@@ -148,7 +148,8 @@ def publish(out: Path, files: dict[str, bytes], force: bool) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = _aside(out, "tmp")
     except OSError as e:
-        raise _io_error(e, f"cannot use --out {out}") from None
+        # the bundle is made beside --out and renamed into place: its parent directory must be writable
+        raise _io_error(e, f"cannot use --out {out} (a bundle is written in {out.parent} first)") from None
     try:
         dir_fd = open_out(staging, force=False)
         try:
