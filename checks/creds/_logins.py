@@ -15,12 +15,14 @@ import time
 
 from checks.creds import _web as web
 from scanner.sdk import CheckContext, CheckError
+from scanner.sdk.bounded import BoundedSocket
 from scanner.sdk.ftp import close as ftp_close
 from scanner.sdk.ftp import ftp_session
 from scanner.sdk.ftp import try_login as ftp_try
 from scanner.sdk.http_wire import parse_www_authenticate
 
 IO_TIMEOUT = 6.0
+MAX_DB_LOGIN_BYTES = 64 * 1024     # greeting, authentication switch, OK/ERR: a few hundred bytes in all
 
 
 class Refused(Exception):
@@ -32,24 +34,26 @@ class Refused(Exception):
 def ssh_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]:
     import paramiko  # noqa: PLC0415  (heavy import, only when an SSH login is tried)
 
-    from scanner.sdk.ssh_session import start_client  # noqa: PLC0415  (imports paramiko too)
+    from scanner.sdk.ssh_session import client_transport, raise_if_over_budget, start_client  # noqa: PLC0415
 
     sock = ctx.connect(timeout=IO_TIMEOUT)
-    t = paramiko.Transport(sock)
+    t = client_transport(sock)     # bounded in time and bytes: paramiko trusts the peer's lengths
     try:
         t.banner_timeout = t.auth_timeout = IO_TIMEOUT
         try:
             start_client(t, timeout=min(IO_TIMEOUT * 2, ctx.remaining()))
         except (paramiko.SSHException, EOFError, OSError) as e:
-            raise CheckError("protocol", f"SSH handshake failed: {str(e)[:100]}") from None
+            raise CheckError("protocol", f"SSH handshake failed: {str(e)[:100] or 'connection closed'}") from None
         try:
             t.auth_password(user, password)
             return t.is_authenticated(), "password accepted"
         except paramiko.BadAuthenticationType as e:
             raise Refused(f"password authentication not offered (methods: {', '.join(e.allowed_types)})") from None
         except paramiko.AuthenticationException:
+            raise_if_over_budget(t)
             return False, "password refused"
         except (paramiko.SSHException, EOFError, OSError) as e:
+            raise_if_over_budget(t)
             raise CheckError("connectivity", f"SSH connection lost during login: {str(e)[:100]}") from None
     finally:
         t.close()
@@ -118,8 +122,13 @@ def _telnet_read(sock: socket.socket, pattern: re.Pattern[bytes], seconds: float
 def telnet_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]:
     sock = ctx.connect(timeout=IO_TIMEOUT)
     try:
-        if not LOGIN_PROMPT.search(_telnet_read(sock, LOGIN_PROMPT, 10, ctx)):
-            raise Refused("no login prompt within 10 s")
+        shown = _telnet_read(sock, LOGIN_PROMPT, 10, ctx)
+        if not LOGIN_PROMPT.search(shown):
+            # no pair was tried: not "refused", which would read as a pass (a silent port, or one that
+            # floods or drips text, is not a telnet login we could test)
+            if not shown.strip(b"\0 \r\n"):
+                raise CheckError("timeout", "telnet: no login prompt (nothing shown) within 10 s")
+            raise CheckError("protocol", f"telnet: no login prompt within 10 s ({len(shown)} bytes shown)")
         sock.sendall(user.encode() + b"\r\n")
         if not PASSWORD_PROMPT.search(_telnet_read(sock, PASSWORD_PROMPT, 8, ctx)):
             return False, "no password prompt after the user name"
@@ -148,7 +157,9 @@ def ftp_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]:
     try:
         accepted, reply = ftp_try(ftp, user, password)
         return accepted, reply[:80]
-    except Exception as e:   # ftplib: error_temp/error_proto/EOFError/OSError
+    except CheckError:       # out of time or bytes, dropped: said precisely by the SDK
+        raise
+    except Exception as e:   # ftplib: error_temp/error_proto/EOFError
         raise CheckError("protocol", f"FTP login exchange failed: {str(e)[:100]}") from None
     finally:
         ftp_close(ftp)
@@ -177,7 +188,10 @@ def http_basic_login(ctx: CheckContext, origin: web.Origin, user: str, password:
 def mysql_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]:
     import pymysql  # noqa: PLC0415
 
-    sock = ctx.connect(timeout=IO_TIMEOUT)
+    # PyMySQL reads whatever packet length the server announces (up to 16 MiB, then the next), each read
+    # with a timeout that every byte restarts: bounded here in time and bytes (a login is a few hundred bytes)
+    sock = BoundedSocket(ctx.connect(timeout=IO_TIMEOUT), seconds=min(IO_TIMEOUT * 2, ctx.remaining()),
+                         max_bytes=MAX_DB_LOGIN_BYTES, what="MySQL login")
     conn = pymysql.connections.Connection(host=ctx.address, port=ctx.port or 3306, user=user, password=password,
                                           defer_connect=True, connect_timeout=IO_TIMEOUT,
                                           read_timeout=IO_TIMEOUT, write_timeout=IO_TIMEOUT)
@@ -185,6 +199,7 @@ def mysql_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]
         conn.connect(sock=sock)
         return True, "login accepted"
     except pymysql.err.OperationalError as e:
+        sock.raise_if_exceeded()
         code = e.args[0] if e.args else 0
         if code == 1045:
             return False, "access denied"
@@ -192,6 +207,7 @@ def mysql_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]
             raise Refused(f"server refuses this client before login (error {code})") from None
         raise CheckError("protocol", f"MySQL error {code}: {str(e.args[-1])[:100]}") from None
     except pymysql.err.MySQLError as e:
+        sock.raise_if_exceeded()
         raise CheckError("protocol", f"MySQL login failed: {str(e)[:100]}") from None
     finally:
         try:

@@ -21,11 +21,16 @@ from pathlib import Path
 
 import paramiko
 
+from scanner.sdk.bounded import BoundedSocket
 from scanner.sdk.context import CheckContext, RunEnv
 from scanner.sdk.credentials import Credential
 from scanner.sdk.errors import CheckError
 
 MAX_OUTPUT = 4 * 1024 * 1024   # bytes read from one command at most
+# What a server may take and send until we are logged in (banner, key exchange, authentication): a real one
+# sends a few KiB in well under a second. paramiko itself has no bound (scanner/sdk/bounded.py says why).
+HANDSHAKE_SECONDS = 30.0
+HANDSHAKE_MAX_BYTES = 256 * 1024
 MAX_STDERR = 64 * 1024
 # CSI / OSC / two-byte escape sequences: colour codes a login script may print
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
@@ -290,7 +295,7 @@ def _open(ctx: CheckContext) -> HostSession:
     port = cred.port or 22
     known = KnownHosts(ctx.env.known_hosts or Path.home() / ".local/share/tcmscan/known_hosts")
     sock = ctx.connect(port, timeout=10, keep=True)   # shared by the host's later attempts
-    transport = paramiko.Transport(sock)
+    transport = client_transport(sock)
     facts = ctx.env.__dict__.setdefault("_ssh_hostkeys", {})
     try:
         pins = known.pins(host_name(ctx.address, port))
@@ -314,33 +319,58 @@ def _open(ctx: CheckContext) -> HostSession:
             ctx.guard.events.append(f"SSH host key trusted on first use: {host_name(ctx.address, port)} "
                                     f"{key.get_name()} {seen['fingerprint']}, pinned in {known.path}")
         _authenticate(transport, cred)
-    except paramiko.AuthenticationException as e:
-        transport.close()
-        raise CheckError("auth", f"authentication as {cred.user} refused ({e})") from None
-    except (paramiko.SSHException, EOFError) as e:
-        transport.close()
-        raise CheckError("protocol", f"SSH handshake failed: {e}") from None
-    except OSError as e:
-        transport.close()
-        raise CheckError("connectivity", f"SSH connection to {ctx.address}:{port} failed: {e}") from None
+        transport.sock.release()     # logged in: command output is bounded per command from here (MAX_OUTPUT)
     except CheckError:
         transport.close()
         raise
+    except paramiko.AuthenticationException as e:
+        transport.close()
+        raise_if_over_budget(transport)
+        raise CheckError("auth", f"authentication as {cred.user} refused ({e})") from None
+    except (paramiko.SSHException, EOFError) as e:
+        transport.close()
+        raise_if_over_budget(transport)
+        raise CheckError("protocol", f"SSH handshake failed: {e or 'connection closed by the server'}") from None
+    except OSError as e:
+        transport.close()
+        raise_if_over_budget(transport)
+        raise CheckError("connectivity", f"SSH connection to {ctx.address}:{port} failed: {e}") from None
     client = paramiko.SSHClient()
     client._transport = transport  # noqa: SLF001 - paramiko's documented way to wrap an authenticated Transport
     return HostSession(ctx.address, client, cred.user, cred.sudo, status)
 
 
+def client_transport(sock: object) -> paramiko.Transport:
+    """A paramiko client Transport over `sock` bounded in time and bytes until `transport.sock.release()`
+    (HANDSHAKE_SECONDS, HANDSHAKE_MAX_BYTES)."""
+    return paramiko.Transport(BoundedSocket(sock, seconds=HANDSHAKE_SECONDS, max_bytes=HANDSHAKE_MAX_BYTES,
+                                            what="SSH handshake"))
+
+
+def raise_if_over_budget(transport: paramiko.Transport) -> None:
+    """After paramiko failed: CheckError(timeout|protocol) when the cause was the peer using up the handshake's
+    time or bytes (paramiko words that as a lost connection or a banner it could not read)."""
+    if isinstance(transport.sock, BoundedSocket):
+        transport.sock.raise_if_exceeded()
+
+
 def start_client(transport: paramiko.Transport, timeout: float) -> None:
-    """paramiko's handshake, failing only with SSHException, EOFError or OSError: its Transport thread dies of
-    whatever a malformed packet raises (a UnicodeDecodeError on a name-list that is not UTF-8, ...) and
-    start_client re-raises that as it is, which is the peer's fault, not ours."""
+    """paramiko's handshake, failing only with SSHException, EOFError or OSError, or CheckError when the peer used up
+    the handshake's budget or did not finish it within `timeout` (paramiko's start_client then returns as if
+    all went well). Its Transport thread dies of whatever a malformed packet raises (a UnicodeDecodeError on a
+    name-list that is not UTF-8, ...) and start_client re-raises that as it is, which is the peer's fault, not
+    ours."""
     try:
         transport.start_client(timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError):
+        raise_if_over_budget(transport)
         raise
     except Exception as e:  # noqa: BLE001 - anything paramiko's parser raises on what the peer sent
         raise paramiko.SSHException(f"malformed reply ({type(e).__name__}: {str(e)[:80]})") from None
+    if not transport.completion_event.is_set():
+        transport.close()
+        raise_if_over_budget(transport)
+        raise CheckError("timeout", f"SSH handshake not complete within {timeout:.0f} s")
 
 
 def _authenticate(transport: paramiko.Transport, cred: Credential) -> None:
