@@ -12,8 +12,10 @@ from __future__ import annotations
 import secrets
 import socket
 import ssl
+import time
 
 from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
+from scanner.sdk.http_wire import recv_until
 
 META = CheckMeta(
     id="backup.http-files",
@@ -29,6 +31,7 @@ META = CheckMeta(
     description="HEAD requests for common backup file names; records status, type and length only.",
 )
 MAX_HEAD = 16 * 1024
+REQUEST_BUDGET = 8.0      # seconds for one HEAD and its answer, whatever the peer's pace
 HTML = ("text/html", "text/plain")
 
 
@@ -57,25 +60,35 @@ def _tls(ctx: CheckContext) -> bool:
 
 
 def head(ctx: CheckContext, path: str) -> dict | None:
+    """One HEAD request's status, type and length; None when the answer is no HTTP response head. Bounded: the
+    head must be complete within REQUEST_BUDGET s (CheckError timeout) and MAX_HEAD bytes (protocol)."""
+    deadline = time.monotonic() + min(REQUEST_BUDGET, ctx.remaining())
     sock: socket.socket = ctx.connect(timeout=5)
     try:
         if _tls(ctx):
             tctx = ssl.create_default_context()
             tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE  # we look for files, not judge certs
-            sock = ctx.wrap_tls(sock, tctx)
-        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.address}\r\nUser-Agent: tcmscan\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        raw = b""
-        while b"\r\n\r\n" not in raw and len(raw) < MAX_HEAD:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            raw += chunk
-    except (TimeoutError, ssl.SSLError, OSError):
-        return None
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                sock = ctx.wrap_tls(sock, tctx)
+            except (TimeoutError, ssl.SSLError, OSError):
+                return None
+        try:
+            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.address}\r\nUser-Agent: tcmscan\r\n"
+                         "Connection: close\r\n\r\n".encode())
+        except OSError:
+            return None
+        raw = bytearray()
+        finished = recv_until(sock, deadline, raw, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
     finally:
         sock.close()
-    return parse_head(raw)
+    if b"\r\n\r\n" not in raw:
+        if len(raw) > MAX_HEAD:
+            raise CheckError("protocol", f"{ctx.address}:{ctx.port} answered HEAD with a head over {MAX_HEAD} bytes")
+        if not finished:
+            raise CheckError("timeout", f"{ctx.address}:{ctx.port} did not finish its answer to HEAD within "
+                                        f"{REQUEST_BUDGET:.0f} s")
+    return parse_head(bytes(raw))
 
 
 def exposed(resp: dict | None, baseline: dict | None) -> bool:
