@@ -61,6 +61,8 @@ class Agent:
         # connected: the kernel then reports ICMP port-unreachable (ECONNREFUSED) and filters other peers
         self.sock.connect(self.addr)
         self.next_id = int.from_bytes(os.urandom(3), "big")
+        self.unreadable = 0              # datagrams from the agent that were no SNMP response we could read
+        self.last_error = ""
 
     def send(self, payload: bytes) -> None:
         self.ctx.allow()
@@ -86,7 +88,9 @@ class Agent:
                 raise CheckError("connectivity", f"{self.ctx.address}:{self.addr[1]}/udp port unreachable") from None
             try:
                 r = wire.decode(data)
-            except wire.SnmpError:
+            except wire.SnmpError as e:
+                self.unreadable += 1
+                self.last_error = str(e)
                 continue
             if r.request_id in wanted:
                 got[r.request_id] = r
@@ -112,6 +116,11 @@ def survey(ctx: CheckContext, agent: Agent) -> dict[str, Any]:
             agent.send(wire.encode_get(version, c["name"], rid, [wire.SYS_DESCR, wire.SYS_OBJECT_ID, wire.SYS_NAME]))
             sent[rid] = (version, c)
     answers = agent.collect(set(sent), WINDOW)
+    if not answers and agent.unreadable:
+        # it answered, in nothing we can read (wrong ASN.1 types, garbage): "no community accepted" would be
+        # a pass we never saw
+        raise CheckError("protocol", f"{agent.unreadable} answer(s) from the agent, none a readable SNMP v1/v2c "
+                                     f"response ({agent.last_error[:80]})")
     accepted: dict[str, dict[str, Any]] = {}
     system: dict[str, Any] = {}
     for rid, r in sorted(answers.items()):
