@@ -26,6 +26,7 @@ from scanner.sdk.probes import RJ_REASONS, ProbeError, parse_pdu, random_ae
 DICOM_PORTS = (104, 11112, 4242)        # plaintext DICOM; 2761/2762 are DICOM-TLS (tls.* checks) unless a probe saw
 MAX_PDU_IN = 1 << 20                    # we announce 16 KiB; a peer announcing more than 1 MiB is refused unread
 MAX_BYTES_IN = 4 << 20                  # per association: one A-ASSOCIATE-AC, one C-ECHO/C-FIND answer, release
+PDU_SECONDS = 15.0                      # one read of pynetdicom's (a PDU header, or a PDU body) must end by then
 OUR_MAX_PDU = 16384
 
 # PHI never reaches a log: pynetdicom logs identifiers at debug level, and its error logs are noise to us.
@@ -87,16 +88,21 @@ class _GuardedSocket(AssociationSocket):
             return self._fail("protocol", f"peer sent more than {MAX_BYTES_IN} bytes in one association")
         out = bytearray()
         sock = self.socket
+        # a peer dripping a byte a second would otherwise hold the read until the attempt's whole budget is spent
+        deadline = min(self._ctx.deadline, time.monotonic() + PDU_SECONDS)
+        unfinished = f"DICOM peer did not finish its PDU within {max(0.0, deadline - time.monotonic()):.0f} s"
         while len(out) < nr_bytes and sock is not None:
-            left = self._ctx.deadline - time.monotonic()
+            left = deadline - time.monotonic()
             if left <= 0:
                 self._ctx.note_silence("DICOM peer stopped answering mid-PDU")
-                return self._fail("timeout", "DICOM peer did not finish its PDU within the attempt's budget")
+                return self._fail("timeout", unfinished)
             sock.settimeout(min(left, 10.0))
             try:
                 chunk = sock.recv(min(65536, nr_bytes - len(out)))
             except TimeoutError:
                 self._ctx.note_silence("DICOM peer stopped answering")
+                if out:
+                    return self._fail("timeout", unfinished)
                 return self._fail("timeout", "DICOM peer stopped answering")
             except OSError as e:
                 return self._fail("connectivity", f"DICOM connection failed: {e.strerror or e}")
