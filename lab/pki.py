@@ -9,16 +9,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import os
 import secrets
 import subprocess
+import warnings
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 UTC = dt.UTC
@@ -140,3 +142,92 @@ class LabPKI:
         _write(keyp, _pem_key(key), 0o600)
         _write(crt, pem)
         return crt, keyp
+
+
+# ---------------------------------------------------------------- the hostile hosts' absurd chain
+
+ABSURD_CHAIN_LENGTH = 50
+ABSURD_CN_CHARS = 8000                 # X.509 allows 64 (ub-common-name); parsers must cope with more
+ABSURD_MARKUP = "<script>alert('tcmscan')</script><img src=x onerror=alert(1)>"
+ABSURD_ESCAPES = "\x1b[2J\x1b[31mhostile\x1b[0m\x07\u202egnp.exe"
+NEGATIVE_SERIAL = b"\xfb"              # DER INTEGER -5 (RFC 5280 4.1.2.2: serials are positive)
+
+
+def _der_tlv(tag: int, value: bytes) -> bytes:
+    n = len(value)
+    length = bytes([n]) if n < 0x80 else b"\x81" + bytes([n]) if n < 0x100 else \
+        b"\x82" + n.to_bytes(2, "big") if n < 0x10000 else b"\x83" + n.to_bytes(3, "big")
+    return bytes([tag]) + length + value
+
+
+def _der_header(der: bytes, pos: int) -> tuple[int, int]:
+    """(header length, value length) of the DER element at `pos`."""
+    n = der[pos + 1]
+    if n < 0x80:
+        return 2, n
+    k = n & 0x7F
+    return 2 + k, int.from_bytes(der[pos + 2:pos + 2 + k], "big")
+
+
+def _with_negative_serial(cert: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The certificate re-signed with serial -5 (cryptography's builder refuses negative serials): its TBS's
+    one-byte serial 1 is replaced and the issuer signs the new TBS, so the signature still verifies."""
+    der, tbs = cert.public_bytes(serialization.Encoding.DER), cert.tbs_certificate_bytes
+    pos = _der_header(tbs, 0)[0]
+    pos += sum(_der_header(tbs, pos))          # the explicit [0] version
+    assert tbs[pos:pos + 3] == b"\x02\x01\x01", "expected the one-byte serial 1"
+    new_tbs = tbs[:pos] + b"\x02\x01" + NEGATIVE_SERIAL + tbs[pos + 3:]
+    alg_at = _der_header(der, 0)[0] + len(tbs)
+    alg = der[alg_at:alg_at + sum(_der_header(der, alg_at))]
+    signature = issuer_key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    return _der_tlv(0x30, new_tbs + alg + _der_tlv(0x03, b"\x00" + signature))
+
+
+def absurd_chain(directory: Path) -> tuple[Path, Path]:
+    """Create (once) the hostile hosts' chain: a leaf and 49 CAs above it (50 certificates), EC P-256.
+
+    The leaf: a common name of ABSURD_CN_CHARS characters, HTML/JS and ANSI/bidi escapes in its subject and SAN,
+    serial -5, valid 1950-01-01 .. 9999-12-31.  The CAs: markup and escapes in their names, every tenth with
+    serial -5 too.  Returns (chain PEM leaf first, leaf key PEM)."""
+    chain_path, key_path = directory / "absurd-chain.pem", directory / "absurd-key.pem"
+    if chain_path.exists() and key_path.exists():
+        return chain_path, key_path
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(ABSURD_CHAIN_LENGTH)]
+    names = [x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ABSURD_MARKUP),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ABSURD_ESCAPES),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"hostile CA {i} <b>{i}</b>")]) for i in range(ABSURD_CHAIN_LENGTH)]
+    with warnings.catch_warnings():          # "length must be <= 64": the point of it
+        warnings.simplefilter("ignore")
+        names[0] = x509.Name([
+            x509.NameAttribute(NameOID.COMMON_NAME, "A" * ABSURD_CN_CHARS, _validate=False),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ABSURD_MARKUP),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ABSURD_ESCAPES)])
+    ders: list[bytes] = []
+    for i in range(ABSURD_CHAIN_LENGTH):
+        issuer = min(i + 1, ABSURD_CHAIN_LENGTH - 1)          # the last one signs itself
+        leaf = i == 0
+        builder = (x509.CertificateBuilder().subject_name(names[i]).issuer_name(names[issuer])
+                   .public_key(keys[i].public_key()).serial_number(1)
+                   .not_valid_before(dt.datetime(1950, 1, 1, tzinfo=UTC))
+                   .not_valid_after(dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+                   .add_extension(x509.BasicConstraints(ca=not leaf, path_length=None), critical=True))
+        if leaf:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(f"h{j}.{'<svg onload=alert(1)>'}.example") for j in range(40)]), critical=False)
+        cert = builder.sign(keys[issuer], hashes.SHA256())
+        if i % 10 == 0:
+            ders.append(_with_negative_serial(cert, keys[issuer]))
+        else:
+            ders.append(cert.public_bytes(serialization.Encoding.DER))
+    pem = b"".join(ssl_pem(d) for d in ders)
+    _write(key_path, keys[0].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()), 0o600)
+    _write(chain_path, pem)
+    return chain_path, key_path
+
+
+def ssl_pem(der: bytes) -> bytes:
+    b64 = base64.encodebytes(der).replace(b"\n", b"")
+    return b"-----BEGIN CERTIFICATE-----\n" + b"".join(b64[i:i + 64] + b"\n" for i in range(0, len(b64), 64)) \
+        + b"-----END CERTIFICATE-----\n"

@@ -24,6 +24,14 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from scanner.sdk import knowledge
 
 MAX_CHAIN_DEPTH = 8
+MAX_NAME_CHARS = 1024     # a subject/issuer as stored (X.509 bounds a common name at 64; a hostile one had 8000)
+MAX_SAN_ITEMS = 100
+
+# What cryptography says of a hostile certificate while parsing it (a negative serial, a name attribute over its
+# X.509 length) went to the scan's stderr, once per process. The certificate's facts say it already (serial,
+# subject); the warnings say nothing more.
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive", category=UserWarning)
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
 
 
 @functools.cache
@@ -143,7 +151,7 @@ def _san(cert: x509.Certificate) -> tuple[list[str], list[str]]:
         return [], []
     except Exception:
         return [], []
-    dns = [str(n) for n in ext.get_values_for_type(x509.DNSName)]
+    dns = [str(n)[:255] for n in ext.get_values_for_type(x509.DNSName)]
     ips = [str(n) for n in ext.get_values_for_type(x509.IPAddress)]
     return dns, ips
 
@@ -193,6 +201,10 @@ def _sig_name(cert: x509.Certificate, sm_oids: dict[str, str]) -> tuple[str, str
     return name, hname
 
 
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + f"... ({len(text)} characters)"
+
+
 def analyse(chain_der: list[bytes], *, names: list[str], extra_ca: str = "",
             now: dt.datetime | None = None) -> dict[str, Any]:
     """Facts about the leaf certificate and its chain. Raises ValueError when the leaf is not X.509."""
@@ -214,8 +226,8 @@ def analyse(chain_der: list[bytes], *, names: list[str], extra_ca: str = "",
     dns, ips = _san(leaf)
     sm2 = key_type == "SM2" or sig == "SM2-with-SM3"
     return {
-        "subject": leaf.subject.rfc4514_string(),
-        "issuer": leaf.issuer.rfc4514_string(),
+        "subject": _capped(leaf.subject.rfc4514_string()),
+        "issuer": _capped(leaf.issuer.rfc4514_string()),
         "serial": format(leaf.serial_number, "x"),
         "sha256": hashlib.sha256(chain_der[0]).hexdigest(),
         "key_type": key_type,
@@ -232,8 +244,8 @@ def analyse(chain_der: list[bytes], *, names: list[str], extra_ca: str = "",
         "chain_length": len(chain),
         "chain_trusted": trusted,
         "chain_error": why,
-        "san_dns": dns,
-        "san_ip": ips,
+        "san_dns": dns[:MAX_SAN_ITEMS],
+        "san_ip": ips[:MAX_SAN_ITEMS],
         "hostname_match": hostname_match(leaf, names),
         "names_checked": [n for n in names if n],
         "sm2": sm2,
