@@ -18,6 +18,7 @@ from scanner.sdk.http_wire import (
     MAX_BODY,
     Head,
     dechunk,
+    decoded,
     open_http_socket,
     read_response_head,
     recv_until,
@@ -137,7 +138,7 @@ def request(ctx: CheckContext, origin: Origin, method: str, path: str, *, header
                                    or (chunked and b.endswith(b"0\r\n\r\n")))
         truncated = len(data) >= MAX_BODY or not complete
         data = data[:MAX_BODY]
-        out = dechunk(bytes(data)) if chunked else bytes(data)
+        out = decoded(dechunk(bytes(data)) if chunked else bytes(data), head.get("content-encoding"))
     finally:
         sock.close()
     return Response(status=head.status, head=head, body=out, url=origin.url(path),

@@ -20,6 +20,7 @@ from scanner.sdk.http_wire import (
     MAX_BODY,
     Head,
     dechunk,
+    decoded,
     open_http_socket,
     page_facts,
     parse_hsts,
@@ -71,6 +72,7 @@ def fetch(ctx: CheckContext, port: int, tls: bool, path: str = "/") -> dict:
         body = body[:MAX_BODY]
         if chunked:
             body = bytearray(dechunk(bytes(body)))
+        body = bytearray(decoded(bytes(body), head.get("content-encoding")))
     finally:
         sock.close()
     scheme = "https" if tls else "http"

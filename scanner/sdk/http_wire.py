@@ -9,6 +9,7 @@ import re
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -148,6 +149,23 @@ def dechunk(body: bytes) -> bytes:
         out += body[eol + 2:eol + 2 + size]
         pos = eol + 2 + size + 2
     return bytes(out[:MAX_BODY])
+
+
+def decoded(body: bytes, content_encoding: str | None) -> bytes:
+    """The body as the server meant it. We never ask for compression, yet some servers gzip anyway: the page's
+    facts (a login form, its title) are then only in the inflated bytes. Inflated to at most MAX_BODY bytes, so
+    a gzip bomb (1 MB that inflates to 1 GiB) costs MAX_BODY; an unknown coding, or a stream that does not
+    inflate, is returned as it came."""
+    coding = (content_encoding or "").strip().lower()
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        return body
+    # 47: a gzip or zlib header, whichever it is; -15: raw deflate, which some servers send as "deflate"
+    for wbits in (47, -15):
+        try:
+            return zlib.decompressobj(wbits).decompress(body, MAX_BODY)
+        except zlib.error:
+            continue
+    return body
 
 
 PASSWORD_INPUT = re.compile(rb"<input\b[^>]{0,500}?\btype\s*=\s*[\"']?password\b", re.I)
