@@ -71,7 +71,10 @@ def head(ctx: CheckContext, path: str) -> dict | None:
             sock.settimeout(max(0.1, deadline - time.monotonic()))
             try:
                 sock = ctx.wrap_tls(sock, tctx)
-            except (TimeoutError, ssl.SSLError, OSError):
+            except TimeoutError:
+                raise CheckError("timeout", f"{ctx.address}:{ctx.port}: TLS handshake not done within "
+                                            f"{REQUEST_BUDGET:.0f} s") from None
+            except (ssl.SSLError, OSError):
                 return None
         try:
             sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.address}\r\nUser-Agent: tcmscan\r\n"

@@ -9,9 +9,9 @@ from scanner.sdk.errors import CheckError
 from tests.checks.hostile_loopback import Hostile, context, finishes
 
 
-def _run(behaviour: str, port: int, within: float):
+def _run(behaviour: str, port: int, within: float, name: str = "http"):
     with Hostile(behaviour, port) as h:
-        ctx = context(h.address, port, "http", "backup.http-files", timeout=60)
+        ctx = context(h.address, port, name, "backup.http-files", timeout=60)
         return h.address, finishes(lambda: http_files.run(ctx), within)
 
 
@@ -34,3 +34,10 @@ def test_redirect_loop_is_asked_once_per_path():
     assert error is None
     [obs] = result
     assert obs.data == {"tried": 20, "exposed": [], "catch_all": False}
+
+
+def test_silent_tls_port_is_a_timeout():
+    address, (_, error, seconds) = _run("silent", 443, 20, name="https")
+    assert isinstance(error, CheckError)
+    assert (error.reason, error.detail) == ("timeout", f"{address}:443: TLS handshake not done within 8 s")
+    assert seconds < 9
