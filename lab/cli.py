@@ -14,6 +14,11 @@ def _print_status(st: dict[str, Any]) -> None:
     print(f"inventory {st['inventory']}\ncredentials {st['credentials']}")
     for h in st["hosts"]:
         print(f"  {h['name']:<12} {h['address']:<11} {h['role']:<15} {h['class']:<15} {' '.join(h['services'])}")
+    if st.get("hostile"):
+        print("hostile hosts (fault injection, outside the ground truth):")
+    for h in st.get("hostile", []):
+        flap = f"  address flaps (down {h['flap']['down']:g} s / up {h['flap']['up']:g} s)" if h["flap"] else ""
+        print(f"  {h['name']:<12} {h['address']:<11} {', '.join(h['services'])}{flap}")
 
 
 def run(args: argparse.Namespace) -> int:

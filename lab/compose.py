@@ -29,7 +29,8 @@ def compose(topo: Topology) -> dict[str, Any]:
         "args": {"PACKAGES": " ".join(topo.packages), "PIP_PACKAGES": " ".join(topo.pip_packages)},
     }
     services: dict[str, Any] = {}
-    for h in topo.hosts:
+    # The hostile hosts need `lab up` (their generated configuration, an address that flaps): namespace lab only.
+    for h in topo.hospital:
         layers = [f"_{layer}" for layer in h.layers] + [h.name]
         services[h.name] = {
             "image": "tcmscan-lab-root:latest",

@@ -16,6 +16,7 @@ one the other process kills).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ import yaml
 from lab import netns
 from lab.build import ensure_root
 from lab.netns import LabError
-from lab.pki import LabPKI, secret_file, ssh_keypair
+from lab.pki import LabPKI, absurd_chain, secret_file, ssh_keypair
 from lab.probe import service_ready
 from lab.state import State
 from lab.topology import HOSTS_DIR, Host, Topology, load
@@ -150,7 +151,8 @@ def _prepare_upper(topo: Topology, host: Host, upper: Path, keys: dict[str, str]
     upper.mkdir(parents=True)
     for layer in host.layers:
         _copy_layer(HOSTS_DIR / f"_{layer}", upper)
-    _copy_layer(HOSTS_DIR / host.name, upper)
+    if (HOSTS_DIR / host.name).is_dir():     # a hostile host may be all topology: no files of its own
+        _copy_layer(HOSTS_DIR / host.name, upper)
     _put(upper, "etc/hostname", host.name + "\n")
     # Static names only: the root has an empty resolv.conf and `hosts: files`.
     lines = ["127.0.0.1\tlocalhost", f"{topo.gateway}\tscanner"] + [f"{h.address}\t{h.name}" for h in topo.hosts]
@@ -164,6 +166,8 @@ def _prepare_upper(topo: Topology, host: Host, upper: Path, keys: dict[str, str]
         crt, key = pki.server_cert(host.name, host.address, str(kind))
         _put(upper, "etc/nginx/tls/server.crt", crt.read_bytes())
         _put(upper, "etc/nginx/tls/server.key", key.read_bytes(), 0o600)
+    if host.hostile:
+        _hostile_files(topo, host, upper, pki)
     if host.name == "hardened":
         key_path = topo.data_dir / "hardened_backup_ed25519"
         _put(upper, "root/.ssh/id_backup", key_path.read_bytes(), 0o600)
@@ -171,6 +175,22 @@ def _prepare_upper(topo: Topology, host: Host, upper: Path, keys: dict[str, str]
     if host.name == "backup":
         # Only the hardened host's backup key, sftp only.
         _put(upper, "home/restic/.ssh/authorized_keys", f"restrict {keys['backup']}\n", 0o600)
+
+
+def _hostile_files(topo: Topology, host: Host, upper: Path, pki: LabPKI) -> None:
+    """hostile_services.py's configuration, from the topology; the absurd chain where a port serves it; no sshd
+    where port 22 misbehaves."""
+    listeners = [{"port": s.port, "proto": s.proto, "behaviour": s.behaviour} for s in host.services if s.behaviour]
+    config: dict[str, Any] = {"host": host.name, "address": host.address, "prefix": int(topo.subnet.split("/")[1]),
+                              "listeners": listeners, "flap": host.flap or None}
+    if any(s["behaviour"] == "tls-absurd-certs" for s in listeners):
+        chain, key = absurd_chain(pki.dir / "hostile")
+        _put(upper, "etc/hostile/tls/chain.pem", chain.read_bytes())
+        _put(upper, "etc/hostile/tls/key.pem", key.read_bytes(), 0o600)
+        config["tls"] = {"chain": "/etc/hostile/tls/chain.pem", "key": "/etc/hostile/tls/key.pem"}
+    _put(upper, f"{LIB_DIR}/hostile.json", json.dumps(config, indent=2) + "\n")
+    if any(s["port"] == 22 and s["proto"] == "tcp" for s in listeners):
+        _put(upper, "etc/ssh/sshd_not_to_be_run", "lab: port 22 of this hostile host is hostile_services.py\n")
 
 
 def _ensure_keys(topo: Topology) -> dict[str, str]:
@@ -249,7 +269,14 @@ def status() -> dict[str, Any]:
         "hosts": [
             {"name": h.name, "address": h.address, "role": h.role, "class": h.klass,
              "services": [s.label() for s in h.services]}
-            for h in topo.hosts
+            for h in topo.hospital
+        ],
+        # fault injection (docs/lab.md "Hostile hosts"): scanned with the rest, outside the hospital's ground truth
+        "hostile": [
+            {"name": h.name, "address": h.address,
+             "services": [s.label() + (f" {s.behaviour}" if s.behaviour else "") for s in h.services],
+             "flap": h.flap or None}
+            for h in topo.hosts if h.hostile
         ],
     }
 

@@ -4,7 +4,8 @@
 - the lab CA (RSA 2048, SHA-256), which signs the hardened and portal certificates;
 - HIS: 1024-bit RSA, self-signed, SHA-1 signature (planted);
 - portal: 2048-bit, lab-CA-signed, validity entirely in the past (planted: expired);
-- hardened: 2048-bit, lab-CA-signed, SAN DNS:hardened + IP:10.77.0.50, valid now.
+- hardened: 2048-bit, lab-CA-signed, SAN DNS:hardened + IP:10.77.0.50, valid now;
+- the hostile hosts' absurd 50-certificate chain (absurd_chain, docs/lab.md "Hostile hosts").
 """
 
 from __future__ import annotations

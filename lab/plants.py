@@ -25,7 +25,7 @@ def expected_entries() -> list[dict[str, Any]]:
 def table(topo: Topology, entries: list[dict[str, Any]]) -> str:
     """One row per plant: host, plant id, what was planted, the findings it must produce."""
     rows = ["| host | plant | what | expected findings |", "| --- | --- | --- | --- |"]
-    for h in topo.hosts:
+    for h in topo.hospital:      # the hostile hosts plant nothing: docs/lab.md "Hostile hosts" lists them
         for pid, what in h.plants.items():
             found = [e["rule"] + (f" ({e['port']})" if e["port"] is not None else "")
                      for e in entries if e["host"] == h.name and e["plant"] == pid]

@@ -29,6 +29,7 @@ class Service:
     port: int
     proto: str = "tcp"
     probe: str = "tcp"
+    behaviour: str = ""      # hostile hosts only: how lab/hosts/_hostile/hostile_services.py misbehaves here
 
     def label(self) -> str:
         """`ssh/22`, or `snmp/161udp` for UDP services (the `lab status` format)."""
@@ -51,6 +52,10 @@ class Host:
     # plant id -> what was planted; lab/expected-findings.yaml names these ids
     plants: dict[str, str] = field(default_factory=dict)
     firewall: str = ""           # "nftables": the host's layer has etc/nftables.conf, loaded at start
+    # A fault-injection host (docs/lab.md "Hostile hosts"): outside the hospital's ground truth; what the scan
+    # must record of it is `hostile_attempts` in lab/expected-findings.yaml.
+    hostile: bool = False
+    flap: dict[str, float] = field(default_factory=dict)   # {first_up, up, down} s: its address comes and goes
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,6 +87,11 @@ class Topology:
     ca_file: str
     hosts: tuple[Host, ...]
 
+    @property
+    def hospital(self) -> tuple[Host, ...]:
+        """The fake hospital: every host but the hostile (fault-injection) ones."""
+        return tuple(h for h in self.hosts if not h.hostile)
+
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name:
@@ -90,7 +100,8 @@ class Topology:
 
 
 _HOST_KEYS = {"name", "address", "role", "class", "zone", "owner", "criticality", "services",
-              "layers", "absent_packages", "backup_required", "plants", "firewall", "fragile"}
+              "layers", "absent_packages", "backup_required", "plants", "firewall", "fragile", "hostile", "flap"}
+FLAP_KEYS = ("first_up", "up", "down")
 
 
 def _plants(host: str, raw: Any) -> dict[str, str]:
@@ -105,10 +116,22 @@ def _plants(host: str, raw: Any) -> dict[str, str]:
     return dict(raw)
 
 
+def _flap(host: str, raw: Any) -> dict[str, float]:
+    if not raw:
+        return {}
+    try:
+        flap = {k: float(raw[k]) for k in FLAP_KEYS}
+    except (KeyError, TypeError, ValueError):
+        raise TopologyError(f"host {host}: flap needs {', '.join(FLAP_KEYS)} in seconds") from None
+    if set(raw) != set(FLAP_KEYS) or not all(v > 0 for v in flap.values()):
+        raise TopologyError(f"host {host}: flap needs exactly {', '.join(FLAP_KEYS)}, each > 0 s")
+    return flap
+
+
 def _service(host: str, raw: dict[str, Any]) -> Service:
     try:
-        svc = Service(name=str(raw["name"]), port=int(raw["port"]),
-                      proto=str(raw.get("proto", "tcp")), probe=str(raw.get("probe", "tcp")))
+        svc = Service(name=str(raw["name"]), port=int(raw["port"]), proto=str(raw.get("proto", "tcp")),
+                      probe=str(raw.get("probe", "tcp")), behaviour=str(raw.get("behaviour") or ""))
     except (KeyError, TypeError, ValueError) as exc:
         raise TopologyError(f"host {host}: bad service entry {raw!r}") from exc
     if svc.proto not in {"tcp", "udp"} or not 0 < svc.port < 65536:
@@ -142,12 +165,16 @@ def _host(raw: dict[str, Any], net: ipaddress.IPv4Network, gateway: str) -> Host
     firewall = str(raw.get("firewall") or "")
     if firewall not in FIREWALLS:
         raise TopologyError(f"host {name}: firewall {firewall!r} not one of {sorted(FIREWALLS)}")
+    hostile = raw.get("hostile", False) is True
+    if not hostile and (raw.get("flap") or any(s.behaviour for s in services)):
+        raise TopologyError(f"host {name}: a behaviour or flap on a host without `hostile: true`")
+    flap = _flap(name, raw.get("flap"))
     return Host(
         name=name, address=str(addr), role=str(raw.get("role", "")), klass=klass, zone=zone,
         owner=str(raw.get("owner", "")), criticality=crit, services=services,
         layers=tuple(raw.get("layers") or ()), absent_packages=tuple(raw.get("absent_packages") or ()),
         backup_required=bool(raw.get("backup_required", False)),
-        plants=_plants(name, raw.get("plants")), firewall=firewall,
+        plants=_plants(name, raw.get("plants")), firewall=firewall, hostile=hostile, flap=flap,
         extra={k: v for k, v in raw.items() if k not in _HOST_KEYS},
     )
 

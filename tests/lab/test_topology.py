@@ -37,8 +37,9 @@ def test_hosts_exactly_as_contracted() -> None:
     assert topo.subnet == "10.77.0.0/24"
     assert topo.bridge == "tcmlab0"
     assert topo.gateway == "10.77.0.1"
-    got = [(h.name, h.address, h.role, h.klass, h.zone, [s.label() for s in h.services]) for h in topo.hosts]
+    got = [(h.name, h.address, h.role, h.klass, h.zone, [s.label() for s in h.services]) for h in topo.hospital]
     assert got == EXPECTED_HOSTS
+    assert [h.name for h in topo.hosts if not h.hostile] == [h.name for h in topo.hospital]
 
 
 def test_status_without_root_lists_hosts() -> None:
@@ -91,7 +92,8 @@ def test_host_dirs_exist_for_every_host_and_layer() -> None:
     topo = load()
     hosts_dir = Path(compose.LAB_DIR) / "hosts"
     for h in topo.hosts:
-        assert (hosts_dir / h.name).is_dir(), h.name
+        # a hostile host may be all topology (its behaviours are in lab/topology.yaml, its program in _hostile)
+        assert (hosts_dir / h.name).is_dir() or h.hostile, h.name
         for layer in h.layers:
             assert (hosts_dir / f"_{layer}").is_dir(), layer
 

@@ -29,6 +29,7 @@ if [ -x /usr/sbin/rsyslogd ]; then
   # listen) go to a log file, not to console.log, whose last line `lab up` quotes when a host dies.
   /usr/sbin/rsyslogd >>/var/log/lab/rsyslogd.log 2>&1
 fi
-/usr/sbin/sshd -E /var/log/lab/sshd.log
+# Debian's own switch (its init script honours it too): a hostile host whose port 22 misbehaves runs no sshd.
+[ -e /etc/ssh/sshd_not_to_be_run ] || /usr/sbin/sshd -E /var/log/lab/sshd.log
 touch /run/lab-started
 exec sleep infinity
