@@ -127,7 +127,9 @@ def test_inventory_and_credentials_files(lab: dict[str, Any]) -> None:
         ("modality", "10.77.0.21", "clinical"), ("hl7", "10.77.0.22", "clinical"),
         ("pump", "10.77.0.23", "clinical"), ("backup", "10.77.0.30", "server"),
         ("portal", "10.77.0.40", "internet"), ("hardened", "10.77.0.50", "server"),
-        ("sm-gw", "10.77.0.60", "internet")]
+        ("sm-gw", "10.77.0.60", "internet")] + [   # the hostile hosts: inventoried, as a hospital lists what it owns
+        (name, f"10.77.0.{70 + i}", "server")
+        for i, name in enumerate(("tarpit", "drip", "flood", "reset", "garble", "absurd", "oddssh", "flapper"))]
     creds = yaml.safe_load(Path(lab["credentials"]).read_text(encoding="utf-8"))
     assert creds == {"credentials": [{"match": "10.77.0.0/24", "type": "ssh", "user": "root",
                                       "key_file": KEY, "port": 22, "sudo": False}]}

@@ -34,7 +34,7 @@ def ssh(address: str, command: str) -> str:
 
 def test_rulesets_loaded_exactly_where_planted(lab: dict[str, Any]) -> None:
     got = {}
-    for h in load().hosts:
+    for h in load().hospital:     # the hostile hosts: most run no sshd; tests/lab/test_hostile_live.py
         ruleset = ssh(h.address, "nft list ruleset")
         got[h.name] = "policy drop" if "type filter hook input priority filter; policy drop;" in ruleset \
             else ruleset.strip()
@@ -55,7 +55,7 @@ def test_firewall_refuses_other_ports_at_once(lab: dict[str, Any]) -> None:
 
 def test_his_alone_has_a_pending_security_update(lab: dict[str, Any]) -> None:
     got = {}
-    for h in load().hosts:
+    for h in load().hospital:
         if h.fragile:
             continue   # safe mode never logs in to a medical device
         got[h.name] = [ln for ln in ssh(h.address, APT_SIM).splitlines() if ln.startswith("Inst ")]
