@@ -54,12 +54,14 @@ def test_silent_port_says_nothing(lab: dict[str, Any]) -> None:
             s.recv(10)
 
 
-def test_drip_sends_one_byte_a_second(lab: dict[str, Any]) -> None:
+def test_drip_sends_its_greeting_then_one_byte_a_second(lab: dict[str, Any]) -> None:
     with _connect("drip", 21) as s:
-        got, t0 = b"", time.monotonic()
-        while len(got) < 3:
+        t0 = time.monotonic()
+        got = s.recv(10)
+        assert got == b"220 "
+        while len(got) < 6:
             got += s.recv(10)
-        assert got == b"220"
+        assert got == b"220 AA"
         assert 1.7 < time.monotonic() - t0 < 3.5
 
 
