@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lab import manager
 from scanner.core.vocab import ATTEMPT_REASONS
 from scanner.engine import discovery
 from scanner.engine import scan as scan_module
@@ -63,17 +64,31 @@ def lab_scan(lab, tmp_path_factory):
            "--known-hosts", str(db.with_suffix(".known_hosts")), "--exclude", lab.get("gateway", "10.77.0.1"),
            "--ca-file", lab["ca"]]
     out, err = db.with_suffix(".stdout"), db.with_suffix(".stderr")
-    t0 = time.monotonic()
-    with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(cmd, stdout=o, stderr=e, cwd=ROOT)
-        # wait4: this child's own usage, its waited-for children (nmap) included -- not the test process's other ones
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.monotonic() - t0
+    # Under the lab lock: a `lab down` elsewhere (another test session ending, whose fixture brought the lab up)
+    # waits for the scan instead of removing the lab under it -- once gone, 10.77.0.0/24 follows the machine's
+    # default route and the scan's packets would leave it (it happened: a 10-minute scan of the outside world).
+    with manager.lock(progress=lambda _m: None):
+        _assert_lab_routes(lab)
+        t0 = time.monotonic()
+        with open(out, "w") as o, open(err, "w") as e:
+            proc = subprocess.Popen(cmd, stdout=o, stderr=e, cwd=ROOT)
+            # wait4: this child's own usage, its waited-for children (nmap) included -- not the test process's
+            # other children
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - t0
+        _assert_lab_routes(lab)
     stdout, stderr = out.read_text(), err.read_text()
     assert proc.returncode in (0, 1), stderr[-2000:]
     scan_id = stdout.strip().splitlines()[-1]
     return LabScan(db, scan_id, findings(db, scan_id), seconds, usage.ru_maxrss * 1024, stdout, stderr)
+
+
+def _assert_lab_routes(lab) -> None:
+    """The lab subnet is the lab bridge's, not the default route's: the lab is really there."""
+    got = subprocess.run(["ip", "-o", "route", "get", lab["hosts"][0]["address"]], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert got[got.index("dev") + 1] == lab["bridge"], f"the lab subnet is routed elsewhere: {' '.join(got)}"
 
 
 def _attempts(s: LabScan) -> list[dict[str, Any]]:
