@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import subprocess
 import threading
@@ -92,6 +93,20 @@ class Listener(Scripted):
         if self.banner is not None:
             conn.sendall(self.banner)
         time.sleep(self.hold)
+
+
+@contextlib.contextmanager
+def listening_hosts(count: int, services: tuple[tuple[int, bytes | None], ...]):
+    """`count` loopback addresses of their own (in one random 127.x.y.0/24), each with a Listener per
+    (port, banner) of `services`; the listeners are closed at the end."""
+    base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
+    addresses = [f"{base}.{i}" for i in random.sample(range(2, 250), count)]
+    listeners = [Listener(a, port, banner) for a in addresses for port, banner in services]
+    try:
+        yield addresses
+    finally:
+        for ln in listeners:
+            ln.close()
 
 
 class ScriptedServer(Scripted):

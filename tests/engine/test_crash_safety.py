@@ -6,7 +6,6 @@ real SQLite."""
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from tests.crash import (
     timed,
 )
 from tests.helpers import tcmscan
-from tests.loopback import Listener, wildcard_ports
+from tests.loopback import listening_hosts, wildcard_ports
 
 pytestmark = pytest.mark.slow          # 20 kills and as many runs: about a minute
 
@@ -39,12 +38,8 @@ SERVICES = ((23, b"\xff\xfb\x01\xff\xfb\x03login: "), (21, b"220 archive FTP rea
 @pytest.fixture(scope="module")
 def hosts():
     """Three loopback addresses of their own, five listening services each."""
-    base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
-    addresses = [f"{base}.{i}" for i in random.sample(range(2, 250), 3)]
-    listeners = [Listener(a, port, banner) for a in addresses for port, banner in SERVICES]
-    yield addresses
-    for ln in listeners:
-        ln.close()
+    with listening_hosts(3, SERVICES) as addresses:
+        yield addresses
 
 
 def expected(hosts: list[str]) -> list[tuple]:

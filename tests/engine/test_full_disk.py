@@ -8,7 +8,6 @@ import contextlib
 import errno
 import json
 import os
-import random
 import re
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from tests.crash import copy_db, finding_facts, finding_rows, integrity, rows
 from tests.helpers import tcmscan
-from tests.loopback import Listener
+from tests.loopback import listening_hosts
 from tests.schedule.servers import WebhookReceiver
 
 SERVICES = ((23, b"\xff\xfb\x01\xff\xfb\x03login: "), (21, b"220 archive FTP ready\r\n"), (873, None),
@@ -28,12 +27,8 @@ DISK_FULL = (r"database {db}: the disk is full \(\d+ KiB free\): the last write 
 
 @pytest.fixture(scope="module")
 def hosts():
-    base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
-    addresses = [f"{base}.{i}" for i in random.sample(range(2, 250), 2)]
-    listeners = [Listener(a, port, banner) for a in addresses for port, banner in SERVICES]
-    yield addresses
-    for ln in listeners:
-        ln.close()
+    with listening_hosts(2, SERVICES) as addresses:
+        yield addresses
 
 
 @pytest.fixture
