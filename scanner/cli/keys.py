@@ -25,7 +25,15 @@ from scanner.core.errors import ScanFailed, UsageError
 from scanner.core.vocab import EXIT_FINDINGS, EXIT_OK
 from scanner.engine.scan import known_hosts_path
 from scanner.engine.settings import port_arg
-from scanner.sdk.ssh_session import HOST_KEY_ALGORITHMS, KnownHosts, fingerprint, host_name
+from scanner.sdk.errors import CheckError
+from scanner.sdk.ssh_session import (
+    HOST_KEY_ALGORITHMS,
+    KnownHosts,
+    client_transport,
+    fingerprint,
+    host_name,
+    start_client,
+)
 
 PIN_TIMEOUT = 10.0     # seconds per connection and handshake, as a scan's SSH session allows
 # paramiko logs a server without a key of the type asked for as an ERROR from its thread: here that is the
@@ -55,11 +63,12 @@ def offered_keys(address: str, port: int, timeout: float) -> list[tuple[str, str
             sock = socket.create_connection((address, port), timeout=timeout)
         except OSError as e:
             raise ScanFailed(f"keys pin: cannot connect to {host_name(address, port)}: {e.strerror or e}") from None
-        transport = paramiko.Transport(sock)
+        # the scan's own bounded handshake: a hostile host cannot fill memory or hang `keys pin` either
+        transport = client_transport(sock)
         transport.set_log_channel(_PROBE_LOG.name)
         try:
             transport.get_security_options().key_types = list(algorithms)
-            transport.start_client(timeout=timeout)
+            start_client(transport, timeout=timeout)
             key = transport.get_remote_server_key()
             keys.append((key.get_name(), key.get_base64()))
         except paramiko.ssh_exception.IncompatiblePeer:
@@ -67,6 +76,9 @@ def offered_keys(address: str, port: int, timeout: float) -> list[tuple[str, str
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise ScanFailed(f"keys pin: SSH handshake with {host_name(address, port)} failed "
                              f"({key_type}): {e or type(e).__name__}") from None
+        except CheckError as e:                        # the peer used up the handshake's time or bytes
+            raise ScanFailed(f"keys pin: SSH handshake with {host_name(address, port)} failed "
+                             f"({key_type}): {e.detail}") from None
         finally:
             transport.close()
     if not keys:

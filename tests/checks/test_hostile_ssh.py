@@ -14,6 +14,7 @@ from scanner.sdk import ssh_session
 from scanner.sdk.credentials import Credential, CredentialStore
 from scanner.sdk.errors import CheckError
 from tests.checks.hostile_loopback import Hostile, context, finishes
+from tests.helpers import tcmscan
 
 MEMORY_BOUND = 32 * 1024 * 1024     # bytes Python may allocate for one hostile handshake
 
@@ -71,3 +72,13 @@ def test_login_to_an_endless_kexinit_is_a_protocol_error():
     assert isinstance(error, CheckError)
     assert (error.reason, error.detail) == ("protocol", "SSH handshake: the peer sent more than 262144 bytes")
     assert seconds < 3
+
+
+def test_keys_pin_against_an_endless_kexinit_is_one_line(tmp_path):
+    """`tcmscan keys pin` uses the scan's bounded handshake: a hostile host cannot fill its memory or hang it."""
+    with Hostile("ssh-endless-kexinit", 22) as h:
+        p = tcmscan("keys", "pin", h.address, "--known-hosts", str(tmp_path / "kh"), timeout=30)
+    assert (p.returncode, p.stdout) == (3, "")
+    assert p.stderr == (f"tcmscan: keys pin: SSH handshake with {h.address} failed (ssh-ed25519): SSH handshake: "
+                        "the peer sent more than 262144 bytes\n")
+    assert not (tmp_path / "kh").exists()
