@@ -23,6 +23,7 @@ from typing import Any
 
 from scanner.assess.evaluate import diff_findings
 from scanner.core.errors import ScanFailed, TcmscanError, UsageError
+from scanner.core.files import private_dir
 from scanner.core.output import finding_brief
 from scanner.core.scope import Scope
 from scanner.core.vocab import EXIT_DELIVERY, EXIT_OK, EXIT_SCAN_FAILED, SEVERITIES
@@ -31,7 +32,6 @@ from scanner.engine.settings import BY_NAME, SETTINGS
 from scanner.schedule.jobs import Job, JobsConfig, data_dir_for
 from scanner.schedule.notify import Change, Delivery, deliver, select_changes
 from scanner.store import Store
-from scanner.store.database import private_dir
 
 MAX_RESUMES = 3              # a dead scan that keeps dying is abandoned after this many runs
 SCAN_ID = re.compile(r"^s\d{8}-\d{6}-[0-9a-f]{4}$")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import paramiko
 
+from scanner.core.files import private_dir
 from scanner.sdk.bounded import BoundedSocket
 from scanner.sdk.context import CheckContext, RunEnv
 from scanner.sdk.credentials import Credential
@@ -160,8 +161,7 @@ class KnownHosts:
     def _append(self, rows: list[tuple[str, str, str]]) -> None:
         if not rows:
             return
-        if not self.path.parent.exists():
-            self.path.parent.mkdir(mode=0o700, parents=True)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as f:
             f.write("".join(f"{n} {t} {b}\n" for n, t, b in rows))

@@ -20,6 +20,7 @@ from typing import Any
 import sqlite_utils
 
 from scanner.core.errors import ScanFailed, TcmscanError, UsageError
+from scanner.core.files import private_dir, private_file
 from scanner.core.models import Asset, AttemptResult, Finding, Observation, RuleResult
 from scanner.core.scope import Scope
 from scanner.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -29,35 +30,6 @@ from scanner.store.migrations import MIGRATIONS, SCHEMA_VERSION
 # opening still gives up after the Store's `timeout`, so a file someone holds locked is refused at the start.
 WRITE_WAIT = 60.0
 LOW_SPACE = 1 << 20          # an I/O error with less than this free on the disk is read as "the disk is full"
-
-
-def private_dir(path: Path) -> None:
-    """Create `path` and its missing parents 0700. A directory that already exists is left as it is: it may be
-    someone else's (/var/lib, a shared mount), and its mode is theirs to choose."""
-    missing: list[Path] = []
-    p = path
-    while not p.exists() and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            continue                           # made by a concurrent run meanwhile: not ours to change
-        os.chmod(d, 0o700)                     # exact, whatever the umask took away
-
-
-def private_file(path: Path) -> bool:
-    """Create `path` empty and 0600 when it does not exist (True); an existing file is left alone (False)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return False
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    return True
 
 
 class Store:
