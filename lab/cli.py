@@ -34,6 +34,13 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(st, ensure_ascii=False, indent=2)) if args.json else _print_status(st)
         elif args.lab_command == "down":
             manager.down(progress=lambda m: print(m, file=sys.stderr))
+        elif args.lab_command == "use":
+            command = args.command[1:] if args.command[:1] == ["--"] else args.command
+            if not command:
+                print("lab: use: name the command to run: `lab use -- tcmscan scan 10.77.0.0/24 ...`",
+                      file=sys.stderr)
+                return 2
+            return manager.use(command, progress=lambda m: print(m, file=sys.stderr))
         else:
             st = manager.status()
             print(json.dumps(st, ensure_ascii=False, indent=2)) if args.json else _print_status(st)
@@ -56,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        ("status", "hosts, addresses, roles, services")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true", help="print JSON")
+    use = sub.add_parser("use", help="run a command (a scan of the lab) that `lab down` waits for, once the lab "
+                                     "subnet is known to be the lab bridge's",
+                         description="Refuses (exit 1) unless the lab is up and routed via its bridge; then runs "
+                                     "COMMAND and exits with its status. Meanwhile `lab down` waits.")
+    use.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     parser.set_defaults(func=run)
 
 

@@ -11,6 +11,10 @@ holds an exclusive lock (<data_dir>/lab.lock) for its whole run.  Without it, a 
 hosts sees "not running", tears the half-started lab down and starts its own: both then
 fail with "host core-switch exited while starting" (the first host started is the first
 one the other process kills).
+
+Whatever sends packets to the lab holds a claim (`in_use`, a shared lock on <data_dir>/lab.users; test sessions
+and `lab use -- COMMAND` do), and `down` first waits until no claim is left: once the lab is gone, its subnet
+follows the machine's default route, and a scan still running would send its packets out of the machine.
 """
 
 from __future__ import annotations
@@ -48,43 +52,108 @@ def require_root() -> None:
         raise PermissionError("the lab needs root (network namespaces, overlay mounts): run it as root")
 
 
-_held_locks: dict[str, int] = {}   # lock path -> fd, so `up` may call `down` while holding it
+_held_locks: dict[str, tuple[int, int]] = {}   # lock path -> (fd, LOCK_SH or LOCK_EX) held by this process
+
+
+LAB_LOCK_HOLDER = "another `lab up`/`lab down`"
+USERS = "the lab's users (scans, test sessions)"
+
+
+def exclusive(lock_path: Path, progress: Progress = print, timeout: float | None = None,
+              who: str = LAB_LOCK_HOLDER) -> AbstractContextManager[None]:
+    """Hold `lock_path` exclusively (flock: released by the kernel even if we crash).  Re-entrant in one
+    process.  `who` names the holders waited for, in the progress line and the error."""
+    return _flock(lock_path, fcntl.LOCK_EX, progress, timeout, who)
+
+
+def shared(lock_path: Path, progress: Progress = print, timeout: float | None = None) -> AbstractContextManager[None]:
+    """Hold `lock_path` shared: any number of holders at once, none while someone holds it exclusively."""
+    return _flock(lock_path, fcntl.LOCK_SH, progress, timeout, "a `lab down`")
 
 
 @contextmanager
-def exclusive(lock_path: Path, progress: Progress = print, timeout: float | None = None) -> Iterator[None]:
-    """Hold the lab lock (flock: released by the kernel even if we crash).  Re-entrant in one process."""
+def _flock(lock_path: Path, mode: int, progress: Progress, timeout: float | None, who: str) -> Iterator[None]:
+    """flock `lock_path` in `mode`, waiting at most `timeout` (LOCK_TIMEOUT) for the holders of a conflicting lock.
+    Re-entrant in one process; a shared lock this process holds is upgraded in place (and downgraded after),
+    since a second descriptor's exclusive lock would wait for our own shared one."""
     key = str(lock_path)
-    if key in _held_locks:
+    held = _held_locks.get(key)
+    if held is not None and (held[1] == fcntl.LOCK_EX or mode == fcntl.LOCK_SH):
         yield
         return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    if held is not None:
+        fd = held[0]
+    else:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + (LOCK_TIMEOUT if timeout is None else timeout)
         told = False
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                holder = _holders(fd, lock_path)
                 if time.monotonic() > deadline:
-                    raise LabError(f"another `lab up`/`lab down` ({holder}) still holds {lock_path}") from None
+                    if held is not None:
+                        fcntl.flock(fd, held[1])   # a failed conversion may have dropped the lock we held
+                    raise LabError(f"{who} ({holder}) still holds {lock_path}") from None
                 if not told:
-                    progress(f"waiting for another `lab up`/`lab down` to finish ({holder})")
+                    progress(f"waiting for {who} to finish ({holder})")
                     told = True
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
-        _held_locks[key] = fd
+        if mode == fcntl.LOCK_EX:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        _held_locks[key] = (fd, mode)
         try:
             yield
         finally:
-            del _held_locks[key]
-            os.ftruncate(fd, 0)
+            if mode == fcntl.LOCK_EX:
+                os.ftruncate(fd, 0)
+            if held is not None:
+                fcntl.flock(fd, held[1])      # back to the shared lock we held before
+                _held_locks[key] = held
+            else:
+                del _held_locks[key]
     finally:
-        os.close(fd)  # closing the last fd releases the flock
+        if held is None:
+            os.close(fd)  # closing the last fd releases the flock
+
+
+def _holders(fd: int, lock_path: Path) -> str:
+    """Who holds `lock_path`: the pid an exclusive holder wrote, else the shared holders' pids (/proc/locks)."""
+    written = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    if written:
+        return written
+    inode = os.fstat(fd).st_ino
+    pids = set()
+    try:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()   # "1: FLOCK  ADVISORY  READ 1234 00:2a:5678 0 EOF"
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+                pids.add(int(fields[4]))
+    except (OSError, ValueError):
+        pass
+    pids.discard(os.getpid())
+    return "pid " + ", ".join(map(str, sorted(pids))) if pids else "another process"
+
+
+def in_use(progress: Progress = print, timeout: float | None = None) -> AbstractContextManager[None]:
+    """A claim on the running lab (a shared lock on <data_dir>/lab.users): `down` waits until every claim is
+    released.  Whatever sends packets to the lab subnet holds one -- once the lab is gone, that subnet follows
+    the machine's default route and the packets would leave the machine."""
+    return shared(_users_path(load()), progress, timeout)
+
+
+def no_users(progress: Progress = print, timeout: float | None = None) -> AbstractContextManager[None]:
+    """Wait until nothing holds an `in_use` claim (other than this process), and keep new claims out."""
+    return exclusive(_users_path(load()), progress, timeout, who=USERS)
+
+
+def _users_path(topo: Topology) -> Path:
+    return topo.data_dir / "lab.users"
 
 
 def _lock_path(topo: Topology) -> Path:
@@ -247,6 +316,35 @@ def _is_running(topo: Topology, state: State) -> bool:
         if not rec.get("ready") or not netns.pid_is(int(rec.get("unshare_pid", 0)), _marker(topo, h)):
             return False
     return True
+
+
+def route_device(address: str) -> str:
+    """The interface this machine would send a packet for `address` out of (`ip route get`)."""
+    got = subprocess.run(["ip", "-o", "route", "get", address], capture_output=True, text=True, check=False)
+    words = got.stdout.split()
+    return words[words.index("dev") + 1] if "dev" in words else "nowhere"
+
+
+def check_reachable_only_in_lab() -> Topology:
+    """Refuse (LabError) unless the lab is up and its subnet is the lab bridge's, not the default route's."""
+    topo = load()
+    if not _is_running(topo, State(_paths(topo)["state"])):
+        raise LabError("the lab is not up: run `tcmscan lab up` first")
+    for h in topo.hosts:
+        dev = route_device(h.address)
+        if dev != topo.bridge:
+            raise LabError(f"{h.address} is routed via {dev}, not the lab bridge {topo.bridge}: refusing to send "
+                           "packets there")
+    return topo
+
+
+def use(argv: list[str], progress: Progress = print) -> int:
+    """Run `argv` (a scan of the lab, say) under a claim on the lab, once the lab subnet is known to be the
+    bridge's: the lab cannot be taken down under it.  Returns the command's exit status."""
+    require_root()
+    with in_use(progress):
+        check_reachable_only_in_lab()
+        return subprocess.run(argv, check=False).returncode
 
 
 def _ca_path(topo: Topology) -> str:
@@ -488,7 +586,9 @@ def down(progress: Progress = print) -> None:
     """Stop every host and remove every id recorded in the state file, then sweep leftovers."""
     require_root()
     topo = load()
-    with exclusive(_lock_path(topo), progress):
+    # The users' claims first, the lab lock second, everywhere: the other order deadlocks with a claim holder
+    # that waits for the lab lock.
+    with no_users(progress), exclusive(_lock_path(topo), progress):
         _down_locked(topo, progress)
 
 

@@ -27,8 +27,10 @@ else
   creds=$("$py" -c 'import json,sys; print(json.load(sys.stdin)["credentials"])' <<<"$lab")
   ca=$("$py" -c 'import json,sys; print(json.load(sys.stdin)["ca"])' <<<"$lab")
   status=0
-  # 10.77.0.1 is this machine's side of the lab bridge: not part of the fake hospital
-  scan_id=$("$tcmscan" scan 10.77.0.0/24 --scope 10.77.0.0/24 --exclude 10.77.0.1 --inventory "$inv" \
+  # 10.77.0.1 is this machine's side of the lab bridge: not part of the fake hospital.  `lab use`: the scan runs
+  # only while the lab subnet is the bridge's, and a `lab down` elsewhere waits for it (else the subnet would
+  # follow the default route and the scan's packets would leave the machine).
+  scan_id=$("$tcmscan" lab use -- "$tcmscan" scan 10.77.0.0/24 --scope 10.77.0.0/24 --exclude 10.77.0.1 --inventory "$inv" \
     --credentials "$creds" --ca-file "$ca") || status=$?
 fi
 [[ -n "${scan_id:-}" ]] || exit "$status"

@@ -9,6 +9,7 @@ not root) would otherwise silently remove a whole area of the suite. Locally a s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,19 +79,27 @@ def lab_identity() -> tuple[tuple[str, int], ...]:
 @pytest.fixture(scope="session")
 def lab_session() -> Iterator[dict[str, Any]]:
     """{"already": the lab was up before the session, "status": `lab status`, "identity": lab_identity() of the
-    lab this session uses}; a test that brings up a lab of its own in its place updates "identity"."""
+    lab this session uses, "claim": the session's claim on the lab (an ExitStack; closing it lets `lab down`
+    go on)}; a test that brings up a lab of its own in its place updates "identity"."""
     reason = _lab_possible()
     if reason:
         pytest.skip(reason)
     from lab import manager
 
+    # A claim for the whole session: another session's `lab down` waits until every test here that sends packets
+    # to the lab subnet is done (once the lab is gone, that subnet follows the default route out of the machine).
+    claim = contextlib.ExitStack()
+    claim.enter_context(manager.in_use(progress=lambda _m: None))
     # Under the lab lock: another engineer's `lab up` in progress is not mistaken for "not running".
     with manager.lock(progress=lambda _m: None):
         already = bool(manager.status()["running"])
-        session = {"already": already, "status": manager.up(progress=lambda _m: None), "identity": lab_identity()}
+        session = {"already": already, "status": manager.up(progress=lambda _m: None), "identity": lab_identity(),
+                   "claim": claim}
     yield session
-    if not leave_running(already):
-        with manager.lock(progress=lambda _m: None):
+    claim.close()
+    if not leave_running(already) and lab_identity() == session["identity"]:
+        # The claims first, then the lock (manager.down's order); `down` waits for other sessions' claims.
+        with manager.no_users(progress=lambda _m: None), manager.lock(progress=lambda _m: None):
             if lab_identity() == session["identity"]:   # still the lab we brought up: ours to take down
                 manager.down(progress=lambda _m: None)
 

@@ -64,10 +64,11 @@ def lab_scan(lab, tmp_path_factory):
            "--known-hosts", str(db.with_suffix(".known_hosts")), "--exclude", lab.get("gateway", "10.77.0.1"),
            "--ca-file", lab["ca"]]
     out, err = db.with_suffix(".stdout"), db.with_suffix(".stderr")
-    # Under the lab lock: a `lab down` elsewhere (another test session ending, whose fixture brought the lab up)
-    # waits for the scan instead of removing the lab under it -- once gone, 10.77.0.0/24 follows the machine's
-    # default route and the scan's packets would leave it (it happened: a 10-minute scan of the outside world).
-    with manager.lock(progress=lambda _m: None):
+    # Under a claim on the lab (the session holds one too): a `lab down` elsewhere (another test session ending,
+    # whose fixture brought the lab up) waits for the scan instead of removing the lab under it -- once gone,
+    # 10.77.0.0/24 follows the machine's default route and the scan's packets would leave it (it happened: a
+    # 10-minute scan of the outside world).
+    with manager.in_use(progress=lambda _m: None):
         _assert_lab_routes(lab)
         t0 = time.monotonic()
         with open(out, "w") as o, open(err, "w") as e:
@@ -86,9 +87,7 @@ def lab_scan(lab, tmp_path_factory):
 
 def _assert_lab_routes(lab) -> None:
     """The lab subnet is the lab bridge's, not the default route's: the lab is really there."""
-    got = subprocess.run(["ip", "-o", "route", "get", lab["hosts"][0]["address"]], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert got[got.index("dev") + 1] == lab["bridge"], f"the lab subnet is routed elsewhere: {' '.join(got)}"
+    manager.check_reachable_only_in_lab()
 
 
 def _attempts(s: LabScan) -> list[dict[str, Any]]:

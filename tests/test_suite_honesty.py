@@ -144,6 +144,12 @@ def load():
 def lock(progress=print):
     return contextlib.nullcontext()
 
+def in_use(progress=print):
+    return contextlib.nullcontext()
+
+def no_users(progress=print):
+    return contextlib.nullcontext()
+
 def status():
     return {"running": (STATE_DIR / "state.json").exists(), "hosts": []}
 

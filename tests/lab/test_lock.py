@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.manager import exclusive
+from lab.manager import USERS, exclusive, shared
 from lab.netns import LabError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,3 +79,67 @@ def test_released_when_the_holder_dies(tmp_path: Path) -> None:
     with exclusive(lock, progress=said.append, timeout=5):
         pass
     assert said == []
+
+
+# -- claims: whatever sends packets to the lab holds a shared lock, and `lab down` waits for all of them ---------
+
+def claim(lock: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding a shared claim on `lock` for `seconds`; returns once it holds it."""
+    code = ("import sys, time; from pathlib import Path; from lab.manager import shared\n"
+            "with shared(Path(sys.argv[1]), progress=lambda _m: None):\n"
+            "    print('held', flush=True); time.sleep(float(sys.argv[2]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(lock), str(seconds)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_down_waits_for_every_claim_and_names_the_claimants(tmp_path: Path) -> None:
+    users = tmp_path / "lab.users"
+    first, second = claim(users, 1.0), claim(users, 2.0)    # two sessions scanning the lab at once
+    said: list[str] = []
+    t0 = time.monotonic()
+    with exclusive(users, progress=said.append, timeout=20, who=USERS):
+        waited = time.monotonic() - t0
+        # both claimants are gone by now: `down` never ran under a scan
+        assert first.poll() == 0 and second.poll() == 0
+    assert 1.5 < waited < 10
+    assert said == [f"waiting for {USERS} to finish (pid {', '.join(map(str, sorted([first.pid, second.pid])))})"]
+
+
+def test_claims_do_not_wait_for_each_other(tmp_path: Path) -> None:
+    users = tmp_path / "lab.users"
+    other = claim(users, 5)
+    try:
+        said: list[str] = []
+        with shared(users, progress=said.append, timeout=0.5):
+            pass
+        assert said == []
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_claim_waits_while_the_lab_goes_down(tmp_path: Path) -> None:
+    users = tmp_path / "lab.users"
+    down = hold(users, 5)   # a `lab down` in progress holds the users' lock exclusively
+    try:
+        with pytest.raises(LabError) as err, shared(users, progress=lambda _m: None, timeout=0.5):
+            pass
+        assert str(err.value) == f"a `lab down` (pid {down.pid}) still holds {users}"
+    finally:
+        down.kill()
+        down.wait()
+
+
+def test_a_claimant_may_take_the_lab_down_itself_and_keeps_its_claim(tmp_path: Path) -> None:
+    users = tmp_path / "lab.users"
+    with shared(users, progress=lambda _m: None, timeout=1):
+        with exclusive(users, progress=lambda _m: None, timeout=1, who=USERS):
+            pass    # upgraded in place: our own claim does not hold us back
+        # downgraded again: another process's `down` still has to wait for us
+        with pytest.raises(subprocess.CalledProcessError):
+            subprocess.run([sys.executable, "-c",
+                            "import sys; from pathlib import Path; from lab.manager import exclusive\n"
+                            "with exclusive(Path(sys.argv[1]), progress=lambda _m: None, timeout=0.5): pass",
+                            str(users)], cwd=REPO, check=True, capture_output=True, timeout=30)

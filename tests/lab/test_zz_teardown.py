@@ -74,6 +74,7 @@ def require_ours(lab_session: dict[str, Any]) -> None:
         pytest.skip("the lab was up before this session: not ours to take down")
     if lab_identity() != lab_session["identity"]:
         pytest.skip("the lab now up is not the one this session brought up: not ours to take down")
+    lab_session["claim"].close()    # our own claim would hold our `lab down` back; others' claims still do
 
 
 def test_down_removes_everything(lab_session: dict[str, Any]) -> None:
@@ -84,6 +85,9 @@ def test_down_removes_everything(lab_session: dict[str, Any]) -> None:
     assert done.returncode == 0, done.stderr
     assert_nothing_left(pids)
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward
+    # nothing runs against the lab subnet now: it would follow the default route out of the machine
+    refused = lab_cli("use", "--", "true")
+    assert (refused.returncode, refused.stderr) == (1, "lab: the lab is not up: run `tcmscan lab up` first\n")
 
 
 def test_concurrent_ups_then_down_after_crash(lab_session: dict[str, Any]) -> None:
