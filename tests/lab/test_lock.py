@@ -21,10 +21,11 @@ from lab.netns import LabError
 REPO = Path(__file__).resolve().parents[2]
 
 
-def hold(lock: Path, seconds: float) -> subprocess.Popen[str]:
-    """Another process holding the lock for `seconds`; returns once it holds it."""
-    code = ("import sys, time; from pathlib import Path; from lab.manager import exclusive\n"
-            "with exclusive(Path(sys.argv[1]), progress=lambda _m: None):\n"
+def hold(lock: Path, seconds: float, how: str = "exclusive") -> subprocess.Popen[str]:
+    """Another process holding the lock (`how`: exclusive, or shared as a claim) for `seconds`; returns once it
+    holds it."""
+    code = (f"import sys, time; from pathlib import Path; from lab.manager import {how}\n"
+            f"with {how}(Path(sys.argv[1]), progress=lambda _m: None):\n"
             "    print('held', flush=True); time.sleep(float(sys.argv[2]))\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(lock), str(seconds)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
@@ -84,14 +85,8 @@ def test_released_when_the_holder_dies(tmp_path: Path) -> None:
 # -- claims: whatever sends packets to the lab holds a shared lock, and `lab down` waits for all of them ---------
 
 def claim(lock: Path, seconds: float) -> subprocess.Popen[str]:
-    """Another process holding a shared claim on `lock` for `seconds`; returns once it holds it."""
-    code = ("import sys, time; from pathlib import Path; from lab.manager import shared\n"
-            "with shared(Path(sys.argv[1]), progress=lambda _m: None):\n"
-            "    print('held', flush=True); time.sleep(float(sys.argv[2]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(lock), str(seconds)], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
+    """Another process holding a shared claim on `lock` for `seconds` (a test session, a `lab use`)."""
+    return hold(lock, seconds, how="shared")
 
 
 def test_down_waits_for_every_claim_and_names_the_claimants(tmp_path: Path) -> None:
