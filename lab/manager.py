@@ -325,7 +325,7 @@ def route_device(address: str) -> str:
     return words[words.index("dev") + 1] if "dev" in words else "nowhere"
 
 
-def check_reachable_only_in_lab() -> Topology:
+def check_reachable_only_in_lab() -> None:
     """Refuse (LabError) unless the lab is up and its subnet is the lab bridge's, not the default route's."""
     topo = load()
     if not _is_running(topo, State(_paths(topo)["state"])):
@@ -335,7 +335,6 @@ def check_reachable_only_in_lab() -> Topology:
         if dev != topo.bridge:
             raise LabError(f"{h.address} is routed via {dev}, not the lab bridge {topo.bridge}: refusing to send "
                            "packets there")
-    return topo
 
 
 def use(argv: list[str], progress: Progress = print) -> int:
