@@ -7,10 +7,12 @@ lock's behaviour with real processes and a real lock file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,17 @@ def hold(lock: Path, seconds: float, how: str = "exclusive") -> subprocess.Popen
     return proc
 
 
+@contextlib.contextmanager
+def held_meanwhile(lock: Path, how: str = "exclusive") -> Iterator[subprocess.Popen[str]]:
+    """Another process holds the lock (as `hold`) for the whole block; killed at its end."""
+    holder = hold(lock, 60, how)
+    try:
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_second_caller_waits_and_says_who_holds_it(tmp_path: Path) -> None:
     lock = tmp_path / "lab.lock"
     holder = hold(lock, 1.5)
@@ -48,16 +61,12 @@ def test_second_caller_waits_and_says_who_holds_it(tmp_path: Path) -> None:
 
 def test_gives_up_after_its_timeout(tmp_path: Path) -> None:
     lock = tmp_path / "lab.lock"
-    holder = hold(lock, 5)
-    try:
+    with held_meanwhile(lock) as holder:
         t0 = time.monotonic()
         with pytest.raises(LabError) as err, exclusive(lock, progress=lambda _m: None, timeout=0.5):
             pass
         assert time.monotonic() - t0 < 3
         assert str(err.value) == f"another `lab up`/`lab down` (pid {holder.pid}) still holds {lock}"
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_reentrant_in_one_process_and_released_after(tmp_path: Path) -> None:
@@ -104,27 +113,19 @@ def test_down_waits_for_every_claim_and_names_the_claimants(tmp_path: Path) -> N
 
 def test_claims_do_not_wait_for_each_other(tmp_path: Path) -> None:
     users = tmp_path / "lab.users"
-    other = claim(users, 5)
-    try:
+    with held_meanwhile(users, how="shared"):
         said: list[str] = []
         with shared(users, progress=said.append, timeout=0.5):
             pass
         assert said == []
-    finally:
-        other.kill()
-        other.wait()
 
 
 def test_a_claim_waits_while_the_lab_goes_down(tmp_path: Path) -> None:
     users = tmp_path / "lab.users"
-    down = hold(users, 5)   # a `lab down` in progress holds the users' lock exclusively
-    try:
+    with held_meanwhile(users) as down:   # a `lab down` in progress holds the users' lock exclusively
         with pytest.raises(LabError) as err, shared(users, progress=lambda _m: None, timeout=0.5):
             pass
         assert str(err.value) == f"a `lab down` (pid {down.pid}) still holds {users}"
-    finally:
-        down.kill()
-        down.wait()
 
 
 def test_a_claimant_may_take_the_lab_down_itself_and_keeps_its_claim(tmp_path: Path) -> None:
