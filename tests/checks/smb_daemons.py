@@ -8,9 +8,12 @@ makes smbd bind exactly 127.15.0.x (checked below with ss), without adding an ad
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +55,42 @@ class Smbd:
     port: int
     proc: subprocess.Popen
     share: Path
+    conf: Path
 
     def stop(self) -> None:
         stop_process(self.proc)
+        _stop_helpers(self.conf)
         shutil.rmtree(self.share, ignore_errors=True)
+
+
+def _stop_helpers(conf: Path) -> None:
+    """smbd starts samba-dcerpcd and its rpcd_* workers on demand (srvsvc), each in a session of its own, and
+    they outlive smbd. They are ours by their command line, which names our temporary smb.conf."""
+    mark = f"--configfile={conf}".encode()
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if mark in cmdline.read_bytes().split(b"\0"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 3
+        while time.monotonic() < end and any(_alive(pid) for pid in pids):
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"     # a zombie has ended; its parent reaps it
 
 
 def need_samba() -> None:
@@ -96,8 +131,10 @@ def start_smbd(tmp: Path, address: str, port: int, *, weak: bool) -> Smbd:
         f"  passdb backend = tdbsam:{tmp / 'private' / 'passdb.tdb'}\n"
         f"  log file = {tmp / 'log.%m'}\n  max log size = 1000\n"
         + (WEAK if weak else HARDENED).format(share=share), encoding="utf-8")
+    # A session of its own: smbd ends its children at shutdown by signalling its whole process group, which
+    # would otherwise be pytest's.
     proc = subprocess.Popen([SMBD, "--foreground", "--no-process-group", f"--configfile={conf}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_port(address, port)
         listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
@@ -105,9 +142,10 @@ def start_smbd(tmp: Path, address: str, port: int, *, weak: bool) -> Smbd:
         assert ours and all(a == f"{address}:{port}" for a in ours), f"smbd listens on {ours}"
     except BaseException:
         stop_process(proc)
+        _stop_helpers(conf)
         shutil.rmtree(share, ignore_errors=True)
         raise
-    return Smbd(address, port, proc, share)
+    return Smbd(address, port, proc, share, conf)
 
 
 def tools() -> dict[str, str | None]:
