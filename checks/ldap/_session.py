@@ -9,9 +9,13 @@ SASL binds, paged searches. Its SyncStrategy opens its own socket; `_Strategy` h
 from __future__ import annotations
 
 import logging
+import warnings
 
-from ldap3 import NONE, Connection, Server
-from ldap3.strategy.sync import SyncStrategy
+with warnings.catch_warnings():
+    # ldap3 2.9.1 imports pyasn1's tagMap/typeMap, deprecated since pyasn1 0.6.1: noise on every import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from ldap3 import NONE, Connection, Server
+    from ldap3.strategy.sync import SyncStrategy
 
 from scanner.sdk import CheckContext, CheckError
 from scanner.sdk.bounded import BoundedSocket

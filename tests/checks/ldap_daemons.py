@@ -3,7 +3,7 @@ a loopback address of its own with a temporary slapd.conf and an mdb database lo
 stopped by the tests (never the system service).
 
 weak:     anonymous bind allowed, everything readable by anyone, no TLS (so no StartTLS), simple binds in clear.
-hardened: anonymous bind refused, entries readable only by authenticated users, TLS configured (StartTLS
+hardened: anonymous bind refused, entries readable only by authenticated users, TLS 1.2+ configured (StartTLS
           offered), simple binds refused below TLS strength (security simple_bind=128).
 Both keep the root DSE readable (as every directory does: clients discover the naming contexts there).
 """
@@ -72,8 +72,8 @@ def start_slapd(tmp: Path, address: str, port: int, *, weak: bool) -> Slapd:
     if not weak:
         cert, key = tmp / "tls.crt", tmp / "tls.key"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                        str(cert), "-days", "30", "-subj", f"/CN={address}"], check=True, capture_output=True)
-        tls = f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n"
+                        str(cert), "-days", "365", "-subj", f"/CN={address}"], check=True, capture_output=True)
+        tls = f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\nTLSCipherSuite NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2\n"  # GnuTLS priority: TLS 1.2+
     conf = tmp / "slapd.conf"
     conf.write_text(
         "".join(f"include /etc/ldap/schema/{s}.schema\n" for s in SCHEMAS)

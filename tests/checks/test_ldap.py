@@ -113,3 +113,41 @@ def test_ldapsearch_agrees(ldap_scan, address):
                              "(objectClass=inetOrgPerson)(objectClass=posixAccount))", "1.1")
         assert people.returncode == 0
         assert sum(1 for ln in people.stdout.splitlines() if ln.startswith("dn: ")) == c["user_entries"]
+
+
+@pytest.fixture(scope="module")
+def tls_scan(slapds, tmp_path_factory):
+    """tls.scan on the same directories: LDAP joined the STARTTLS dialogues (checks/tls/_starttls.py)."""
+    port = slapds
+    db = tmp_path_factory.mktemp("ldaptls") / "scan.db"
+    scan_id, found = scan([WEAK, HARDENED], scope=["127.15.0.0/24"], db=db, checks=["tls"],
+                          extra=["--no-ping", "--ports", str(port)])
+    obs = {o["address"]: o for o in observations(db, scan_id) if o["check_id"] == "tls.scan"}
+    return port, found, obs
+
+
+def test_starttls_for_ldap(tls_scan):
+    port, found, obs = tls_scan
+    weak = obs[WEAK]
+    assert (weak["port"], weak["key"], weak["data"]) == (port, "starttls", {"starttls": {
+        "protocol": "ldap", "offered": False, "reply": "StartTLS refused: 2 protocolError unsupported extended operation"}})
+    hard = obs[HARDENED]
+    assert (hard["key"], hard["data"]["starttls"]) == ("versions", {"protocol": "ldap", "offered": True})
+    assert hard["data"]["offered"] == ["TLSv1.2", "TLSv1.3"]
+    assert hard["data"]["certificate"]["subject"] == f"CN={HARDENED}"
+    # the weak directory's cleartext-only LDAP is crypto.ldap.cleartext-bind's finding (no-starttls judges mail/FTP);
+    # the hardened one (TLS 1.2+, a one-year certificate, not internet-facing) gives none
+    assert [f for f in found if f["address"] in (WEAK, HARDENED)] == []
+
+
+@pytest.mark.parametrize(("flag", "accepted"), [("-tls1", False), ("-tls1_1", False), ("-tls1_2", True),
+                                                ("-tls1_3", True)])
+def test_openssl_starttls_ldap_agrees(tls_scan, flag, accepted):
+    """`openssl s_client -starttls ldap` connects with exactly the versions we found on the hardened directory
+    (security level 0, so that OpenSSL itself would accept a legacy handshake the server offered)."""
+    port, _, obs = tls_scan
+    p = subprocess.run(["openssl", "s_client", "-starttls", "ldap", "-connect", f"{HARDENED}:{port}", flag,
+                        "-cipher", "DEFAULT@SECLEVEL=0", "-brief"], input="", capture_output=True, text=True,
+                       timeout=30)
+    version = {"-tls1": "TLSv1.0", "-tls1_1": "TLSv1.1", "-tls1_2": "TLSv1.2", "-tls1_3": "TLSv1.3"}[flag]
+    assert (p.returncode == 0) == accepted == (version in obs[HARDENED]["data"]["offered"]), p.stderr[-400:]
