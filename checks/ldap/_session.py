@@ -9,6 +9,7 @@ SASL binds, paged searches. Its SyncStrategy opens its own socket; `_Strategy` h
 from __future__ import annotations
 
 import logging
+import ssl
 import warnings
 
 with warnings.catch_warnings():
@@ -37,13 +38,21 @@ class _Strategy(SyncStrategy):
 
 
 class Session:
-    """One LDAP connection (not bound yet)."""
+    """One LDAP connection (not bound yet): cleartext on the service's port, or LDAPS on `port` with `tls`."""
 
-    def __init__(self, ctx: CheckContext) -> None:
-        sock = ctx.connect(timeout=min(5.0, ctx.remaining()))
-        seconds = min(SESSION_SECONDS, ctx.remaining())
-        self.bounded = BoundedSocket(sock, seconds=seconds, max_bytes=SESSION_BYTES, what="LDAP session")
-        server = Server(ctx.address, port=ctx.port or 389, get_info=NONE, connect_timeout=seconds)
+    def __init__(self, ctx: CheckContext, *, port: int | None = None, tls: ssl.SSLContext | None = None,
+                 seconds: float = SESSION_SECONDS, max_bytes: int = SESSION_BYTES) -> None:
+        port = port or ctx.port or 389
+        sock = ctx.connect(port, timeout=min(5.0, ctx.remaining()))
+        if tls is not None:
+            try:
+                sock = ctx.wrap_tls(sock, tls)
+            except (ssl.SSLError, OSError) as e:
+                raise CheckError("protocol", f"LDAPS handshake with port {port}: {str(e)[:160]}") from None
+        seconds = min(seconds, ctx.remaining())
+        self.base = ""                       # the default naming context, once read
+        self.bounded = BoundedSocket(sock, seconds=seconds, max_bytes=max_bytes, what="LDAP session")
+        server = Server(ctx.address, port=port, get_info=NONE, connect_timeout=seconds)
         self.conn = Connection(server, auto_bind=False, receive_timeout=int(max(1, seconds)), raise_exceptions=False,
                                read_only=True, check_names=False)
         strategy = _Strategy(self.conn)
