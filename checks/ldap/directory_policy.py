@@ -61,14 +61,24 @@ def applies(asset: Asset, service: Service | None) -> bool:
 
 
 # -- values ------------------------------------------------------------------------------------------------------
-def interval_days(raw: str | None) -> float | None:
-    """An AD interval (negative 100 ns units) in days; None for 'never' (0 or the minimum int64)."""
+def interval_seconds(raw: str | None) -> float | None:
+    """An AD interval (negative 100 ns units) in seconds; None for 'never' (0 or the minimum int64)."""
     if raw is None or not raw.lstrip("-").isdigit():
         return None
     v = int(raw)
     if v in (0, NEVER):
         return None
-    return round(abs(v) / 864_000_000_000, 4)
+    return abs(v) / 10_000_000
+
+
+def interval_days(raw: str | None) -> float | None:
+    s = interval_seconds(raw)
+    return None if s is None else round(s / 86400, 4)
+
+
+def interval_minutes(raw: str | None) -> float | None:
+    s = interval_seconds(raw)
+    return None if s is None else round(s / 60, 2)
 
 
 def filetime_iso(raw: str | None) -> str | None:
@@ -179,15 +189,12 @@ def run(ctx: CheckContext) -> list[Observation]:
             v = _text(d, name)
             return int(v) if v is not None and v.lstrip("-").isdigit() else None
 
-        lockout = _text(d, "lockoutDuration")
         password_policy = {"min_length": num("minPwdLength"), "complexity": bool((num("pwdProperties") or 0) & 1),
                            "history": num("pwdHistoryLength"), "max_age_days": interval_days(_text(d, "maxPwdAge")),
                            "min_age_days": interval_days(_text(d, "minPwdAge"))}
-        window = interval_days(_text(d, "lockOutObservationWindow"))
-        duration = interval_days(lockout)
         lockout_policy = {"threshold": num("lockoutThreshold"),
-                          "duration_minutes": None if duration is None else round(duration * 1440, 2),
-                          "window_minutes": None if window is None else round(window * 1440, 2)}
+                          "duration_minutes": interval_minutes(_text(d, "lockoutDuration")),
+                          "window_minutes": interval_minutes(_text(d, "lockOutObservationWindow"))}
         domain_admins = _members(s, f"{domain_sid}-512")
         enterprise_admins = _members(s, f"{domain_sid}-519")
 

@@ -1,0 +1,131 @@
+"""ldap.directory-policy and the 人员安全 rules (rules/accounts-ad.yaml) against real Samba AD domain controllers on
+loopback: a weak domain with the lab's plants and a hardened twin that must stay silent. The scan runs through the
+real CLI and SQLite file with a credentials file holding the read-only directory account; `samba-tool domain
+passwordsettings show` is the independent peer for the policy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.checks.samba_dc import AUDIT_PASSWORD, AUDIT_USER, need_samba_dc, remove, start_dc
+from tests.helpers import observations, scan
+
+WEAK, HARDENED = "127.15.0.30", "127.15.0.31"
+ROOT = Path(__file__).resolve().parents[2]
+RULES = {r["id"] for f in ("accounts-ad.yaml", "ldap.yaml")
+         for r in yaml.safe_load((ROOT / "baselines/profiles/tcm-2024-l3/rules" / f).read_text())["rules"]}
+
+
+@pytest.fixture(scope="module")
+def dcs(tmp_path_factory):
+    need_samba_dc()
+    started, dirs = [], []
+    try:
+        for address, weak in ((WEAK, True), (HARDENED, False)):
+            d = tmp_path_factory.mktemp(f"dc-{address}")
+            dirs.append(d)
+            started.append(start_dc(d, address, weak=weak))
+        yield {dc.address: dc for dc in started}
+    finally:
+        for dc in started:
+            dc.stop()
+        for d in dirs:
+            remove(d)
+
+
+@pytest.fixture(scope="module")
+def policy_scan(dcs, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("policyscan")
+    creds = tmp / "credentials.yaml"
+    creds.write_text(yaml.safe_dump({"credentials": [
+        {"match": a, "type": "ldap", "user": f"{AUDIT_USER}@tcm.test", "password": AUDIT_PASSWORD,
+         "ca_file": str(dc.ca_file)} for a, dc in dcs.items()]}), encoding="utf-8")
+    creds.chmod(0o600)
+    db = tmp / "scan.db"
+    scan_id, found = scan([WEAK, HARDENED], scope=["127.15.0.0/24"], db=db, checks=["ldap"],
+                          credentials=str(creds), extra=["--no-ping", "--ports", "389"])
+    obs = {(o["address"], o["check_id"]): o for o in observations(db, scan_id)}
+    return found, obs
+
+
+def _accounts(data: dict) -> dict[str, dict]:
+    return {a["name"]: {k: v for k, v in a.items() if k not in ("name", "created")} for a in data["accounts"]}
+
+
+def test_weak_domain_facts(policy_scan):
+    _, obs = policy_scan
+    d = obs[(WEAK, "ldap.directory-policy")]["data"]
+    assert d["domain"] == "DC=tcm,DC=test" and d["truncated"] is False
+    assert d["password_policy"] == {"min_length": 6, "complexity": False, "history": 0, "max_age_days": None,
+                                    "min_age_days": 1.0}
+    assert d["lockout_policy"]["threshold"] == 0
+    assert d["domain_admins"] == ["Administrator", "pacs-admin", "wangwu"]
+    assert d["enterprise_admins"] == ["Administrator"]
+    acc = _accounts(d)
+    assert acc["zhangsan"]["last_logon"] == "2012-12-14T23:06:40Z"
+    assert (acc["lisi"]["password_never_expires"], acc["guahao"]["password_not_required"]) == (True, True)
+    plain = {"enabled": True, "password_never_expires": False, "password_not_required": False, "last_logon": None}
+    for name in ("nursestation", "pacs-admin", "wangwu"):
+        assert acc[name] == plain, name
+    assert acc["Guest"]["enabled"] is False and acc["krbtgt"]["enabled"] is False
+    assert d["accounts_total"] == len(d["accounts"]) == len(acc)
+    assert set(acc) == {"Administrator", "Guest", "krbtgt", "dns-dc1", AUDIT_USER, "zhangsan", "lisi", "guahao",
+                        "nursestation", "pacs-admin", "wangwu"}
+
+
+def test_hardened_domain_facts(policy_scan):
+    _, obs = policy_scan
+    d = obs[(HARDENED, "ldap.directory-policy")]["data"]
+    assert d["password_policy"] == {"min_length": 12, "complexity": True, "history": 24, "max_age_days": 90.0,
+                                    "min_age_days": 1.0}
+    assert d["lockout_policy"] == {"threshold": 5, "duration_minutes": 30.0, "window_minutes": 30.0}
+    assert d["domain_admins"] == ["admin-wang", "Administrator"]
+
+
+def test_findings_fire_on_the_weak_domain_and_not_on_its_twin(policy_scan):
+    found, _ = policy_scan
+    ours = {(f["address"], f["rule_id"]): f["evidence"] for f in found if f["rule_id"] in RULES}
+    assert set(ours) == {(WEAK, r) for r in (
+        "accounts.ad.password-policy", "accounts.ad.no-lockout", "accounts.ad.password-never-expires",
+        "accounts.ad.no-password-required", "accounts.ad.stale-account", "accounts.ad.too-many-admins",
+        "accounts.ad.generic-account", "crypto.ldap.cleartext-bind")}
+    assert ours[(WEAK, "accounts.ad.password-never-expires")] == {"accounts": ["lisi"]}
+    assert ours[(WEAK, "accounts.ad.no-password-required")] == {"accounts": ["guahao"]}
+    assert ours[(WEAK, "accounts.ad.stale-account")] == {"accounts": ["zhangsan"]}
+    assert ours[(WEAK, "accounts.ad.generic-account")] == {"accounts": ["guahao", "nursestation"]}
+    assert ours[(WEAK, "accounts.ad.password-policy")]["weak"] == ["min_length", "complexity", "history", "max_age"]
+
+
+def test_cleartext_bind_facts_on_the_domain_controllers(policy_scan):
+    """Samba's default 'ldap server require strong auth = yes' refuses simple binds in clear as AD's
+    'LDAP server signing requirements = Require signing' does: strongerAuthRequired."""
+    _, obs = policy_scan
+    weak, hard = (obs[(a, "ldap.anonymous")]["data"] for a in (WEAK, HARDENED))
+    assert weak["root_dse"]["domain_controller"] is True and weak["root_dse"]["vendor"].startswith("Samba Team")
+    assert (weak["cleartext_bind"]["refused"], weak["cleartext_bind"]["result"]) == (False, 49)
+    assert (hard["cleartext_bind"]["refused"], hard["cleartext_bind"]["result"]) == (True, 8)
+    # anonymous searches need a bind on AD and Samba AD: operationsError, nothing read
+    assert {c["search_result"] for c in weak["naming_contexts"]} == {1} and weak["user_entries"] is None
+
+
+@pytest.mark.parametrize("address", [WEAK, HARDENED])
+def test_samba_tool_agrees(dcs, policy_scan, address):
+    """`samba-tool domain passwordsettings show` (read from sam.ldb, not over LDAP) states the same policy."""
+    _, obs = policy_scan
+    d = obs[(address, "ldap.directory-policy")]["data"]
+    text = dcs[address].tool("domain", "passwordsettings", "show")
+    theirs = dict(re.findall(r"^([A-Z][^:\n]+): (\S+)$", text, re.M))
+    p, lk = d["password_policy"], d["lockout_policy"]
+    assert theirs["Password complexity"] == ("on" if p["complexity"] else "off")
+    assert int(theirs["Password history length"]) == p["history"]
+    assert int(theirs["Minimum password length"]) == p["min_length"]
+    assert int(theirs["Minimum password age (days)"]) == round(p["min_age_days"] or 0)
+    assert int(theirs["Maximum password age (days)"]) == round(p["max_age_days"] or 0)
+    assert int(theirs["Account lockout threshold (attempts)"]) == lk["threshold"]
+    # samba-tool rounds the stored intervals to whole minutes
+    assert int(theirs["Account lockout duration (mins)"]) == round(lk["duration_minutes"])
+    assert int(theirs["Reset account lockout after (mins)"]) == round(lk["window_minutes"])
