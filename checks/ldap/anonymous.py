@@ -14,6 +14,7 @@ Observation key `directory` (docs/checks/ldap.md).
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from ldap3 import BASE, SUBTREE
@@ -61,7 +62,8 @@ def _values(attrs: dict, name: str) -> list[str]:
 
 def _int(attrs: dict, name: str) -> int | None:
     v = _values(attrs, name)
-    return int(v[0]) if v and v[0].lstrip("-").isdigit() else None
+    # ASCII digits only: str.isdigit() also takes '¹', which int() refuses
+    return int(v[0]) if v and re.fullmatch(r"-?[0-9]{1,12}", v[0]) else None
 
 
 def _root_dse(s: Session) -> dict:

@@ -17,6 +17,7 @@ Observation key `policy` (docs/checks/ldap.md#ldapdirectory-policy):
 
 from __future__ import annotations
 
+import re
 import ssl
 import struct
 from datetime import UTC, datetime, timedelta
@@ -61,12 +62,17 @@ def applies(asset: Asset, service: Service | None) -> bool:
 
 
 # -- values ------------------------------------------------------------------------------------------------------
+_INTEGER = re.compile(r"-?[0-9]{1,20}")     # ASCII digits only (str.isdigit() also takes '¹', which int() refuses)
+
+
+def integer(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and _INTEGER.fullmatch(raw) else None
+
+
 def interval_seconds(raw: str | None) -> float | None:
     """An AD interval (negative 100 ns units) in seconds; None for 'never' (0 or the minimum int64)."""
-    if raw is None or not raw.lstrip("-").isdigit():
-        return None
-    v = int(raw)
-    if v in (0, NEVER):
+    v = integer(raw)
+    if v is None or v in (0, NEVER):
         return None
     return abs(v) / 10_000_000
 
@@ -83,10 +89,11 @@ def interval_minutes(raw: str | None) -> float | None:
 
 def filetime_iso(raw: str | None) -> str | None:
     """lastLogonTimestamp (FILETIME) as ISO-8601 UTC; None when never (0) or out of range."""
-    if raw is None or not raw.isdigit() or int(raw) == 0:
+    v = integer(raw)
+    if v is None or v <= 0:
         return None
     try:
-        t = _FILETIME_EPOCH + timedelta(microseconds=int(raw) // 10)
+        t = _FILETIME_EPOCH + timedelta(microseconds=v // 10)
     except OverflowError:
         return None
     return t.isoformat(timespec="seconds").replace("+00:00", "Z") if 1980 <= t.year <= 9000 else None
@@ -94,7 +101,7 @@ def filetime_iso(raw: str | None) -> str | None:
 
 def generalized_iso(raw: str | None) -> str | None:
     """whenCreated ('20261203123100.0Z') as ISO-8601 UTC."""
-    if not raw or len(raw) < 14 or not raw[:14].isdigit():
+    if not raw or not re.fullmatch(r"[0-9]{14}", raw[:14]):
         return None
     try:
         t = datetime.strptime(raw[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
@@ -186,8 +193,7 @@ def run(ctx: CheckContext) -> list[Observation]:
             raise CheckError("protocol", "malformed objectSid on the domain object") from None
 
         def num(name: str) -> int | None:
-            v = _text(d, name)
-            return int(v) if v is not None and v.lstrip("-").isdigit() else None
+            return integer(_text(d, name))
 
         password_policy = {"min_length": num("minPwdLength"), "complexity": bool((num("pwdProperties") or 0) & 1),
                            "history": num("pwdHistoryLength"), "max_age_days": interval_days(_text(d, "maxPwdAge")),
@@ -204,8 +210,7 @@ def run(ctx: CheckContext) -> list[Observation]:
                    search_scope=SUBTREE, attributes=USER_ATTRS, paged_size=PAGE, paged_cookie=cookie)
             for e in _entries(s):
                 total += 1
-                uac = int(_text(e, "userAccountControl") or 0) if (_text(e, "userAccountControl") or "0").isdigit() \
-                    else 0
+                uac = integer(_text(e, "userAccountControl")) or 0
                 if len(accounts) < MAX_ACCOUNTS:
                     accounts.append({"name": (_text(e, "sAMAccountName") or "")[:64],
                                      "enabled": not uac & UAC_DISABLED,

@@ -129,3 +129,45 @@ def test_samba_tool_agrees(dcs, policy_scan, address):
     # samba-tool rounds the stored intervals to whole minutes
     assert int(theirs["Account lockout duration (mins)"]) == round(lk["duration_minutes"])
     assert int(theirs["Reset account lockout after (mins)"]) == round(lk["window_minutes"])
+
+
+def test_no_ca_no_password_sent():
+    """Without a CA to verify the LDAPS certificate (and no insecure_tls), the password is not sent: not even a
+    connection is opened."""
+    from checks.ldap import directory_policy
+    from scanner.sdk.credentials import Credential, CredentialStore
+    from scanner.sdk.errors import CheckError
+    from tests.checks.hostile_loopback import context
+    from tests.loopback import Listener
+
+    with Listener("127.15.0.40", 636) as ldaps:
+        store = CredentialStore([Credential(match="127.15.0.40", type="ldap", user="audit@tcm.test", password="x")])
+        with pytest.raises(CheckError) as e:
+            directory_policy.run(context("127.15.0.40", 389, "ldap", "ldap.directory-policy", timeout=10,
+                                         credentials=store))
+        assert e.value.reason == "unsupported" and "the password was not sent" in e.value.detail
+        assert ldaps.accepted == 0
+
+
+def test_a_refused_bind_is_never_retried(dcs, policy_scan):
+    """A wrong password: the attempt ends with reason auth after exactly one failed bind (the DC's badPwdCount for
+    the account goes from 0 to 1), so the scanner can never lock the directory account out. On the hardened DC:
+    with no lockout threshold (the weak one) Samba counts nothing. Runs last: it changes that counter."""
+    from checks.ldap import directory_policy
+    from scanner.sdk.credentials import Credential, CredentialStore
+    from scanner.sdk.errors import CheckError
+    from tests.checks.hostile_loopback import context
+
+    dc = dcs[HARDENED]
+
+    def bad_count() -> int:
+        m = re.search(r"^badPwdCount: (\d+)$", dc.tool("user", "show", AUDIT_USER), re.M)
+        return int(m.group(1)) if m else 0
+
+    assert bad_count() == 0
+    store = CredentialStore([Credential(match=HARDENED, type="ldap", user=f"{AUDIT_USER}@tcm.test",
+                                        password="wrong-password", extra={"ca_file": str(dc.ca_file)})])
+    with pytest.raises(CheckError) as e:
+        directory_policy.run(context(HARDENED, 389, "ldap", "ldap.directory-policy", timeout=30, credentials=store))
+    assert e.value.reason == "auth" and "49 invalidCredentials" in e.value.detail
+    assert bad_count() == 1
