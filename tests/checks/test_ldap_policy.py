@@ -131,6 +131,22 @@ def test_samba_tool_agrees(dcs, policy_scan, address):
     assert int(theirs["Reset account lockout after (mins)"]) == round(lk["window_minutes"])
 
 
+@pytest.mark.parametrize("address", [WEAK, HARDENED])
+def test_smb_facts_of_a_domain_controller(dcs, address):
+    """smb.* on a Samba AD DC: signing required, no SMB1, no null or guest session, and the NTLM challenge names
+    the domain (asset facts that tell a domain controller from a file server)."""
+    from checks.smb import negotiate, shares
+    from tests.checks.hostile_loopback import context
+
+    [n] = negotiate.run(context(address, 445, "microsoft-ds", "smb.negotiate", timeout=40))
+    assert n.data["dialects"] == ["2.0.2", "2.1", "3.0", "3.0.2", "3.1.1"]
+    assert (n.data["smb1"], n.data["signing_required"]) == (False, True)
+    [s] = shares.run(context(address, 445, "microsoft-ds", "smb.shares", timeout=60))
+    assert (s.data["null_session"], s.data["guest_session"], s.data["shares"]) == (False, False, [])
+    assert {k: v for k, v in s.data["server"].items() if k != "os"} == {
+        "netbios_name": "DC1", "netbios_domain": "TCM", "dns_name": "dc1.tcm.test", "dns_domain": "tcm.test"}
+
+
 def test_no_ca_no_password_sent():
     """Without a CA to verify the LDAPS certificate (and no insecure_tls), the password is not sent: not even a
     connection is opened."""
