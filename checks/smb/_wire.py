@@ -224,3 +224,28 @@ def _parse_smb1(m: bytes, offered: str) -> NegotiateAnswer:
     low, high = _u("<II", m, 33 + 2 + 1 + 2 + 2 + 4 + 4 + 4 + 4)
     return NegotiateAnswer(True, SMB1_DIALECT, bool(mode & SMB1_SIGNING_ENABLED), bool(mode & SMB1_SIGNING_REQUIRED),
                            filetime(high << 32 | low))
+
+
+# -- directory listings -------------------------------------------------------------------------------------------
+FILE_ATTRIBUTE_DIRECTORY = 0x10
+MAX_ENTRIES_PER_ANSWER = 4096        # a 64 KiB QUERY_DIRECTORY answer holds at most ~900 short names
+
+
+def directory_entries(raw: bytes) -> list[tuple[str, bool]]:
+    """(name, is a folder) of each FILE_FULL_DIR_INFORMATION record (MS-FSCC 2.4.14) in a QUERY_DIRECTORY answer,
+    following NextEntryOffset; anything malformed raises WireError."""
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for _ in range(MAX_ENTRIES_PER_ANSWER):
+        nxt, = _u("<I", raw, pos)
+        attributes, name_len = _u("<II", raw, pos + 56)
+        if name_len % 2 or pos + 68 + name_len > len(raw):
+            raise WireError("protocol", f"directory entry at {pos}: bad file name length {name_len}")
+        name = raw[pos + 68:pos + 68 + name_len].decode("utf-16-le", "replace")
+        out.append((name, bool(attributes & FILE_ATTRIBUTE_DIRECTORY)))
+        if nxt == 0:
+            return out
+        if nxt < 68 or pos + nxt >= len(raw):
+            raise WireError("protocol", f"directory entry at {pos}: bad next-entry offset {nxt}")
+        pos += nxt
+    raise WireError("protocol", f"more than {MAX_ENTRIES_PER_ANSWER} entries in one directory answer")

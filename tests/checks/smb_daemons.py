@@ -98,7 +98,7 @@ def need_samba() -> None:
         pytest.skip("needs smbd (apt-get install samba; scripts/apt-test.txt)")
 
 
-def start_smbd(tmp: Path, address: str, port: int, *, weak: bool) -> Smbd:
+def start_smbd(tmp: Path, address: str, port: int, *, weak: bool, extra_files: int = 0) -> Smbd:
     """smbd in the foreground with its own directories under `tmp`."""
     for d in ("private", "lock", "state", "cache", "pid", "ncalrpc"):
         (tmp / d).mkdir(parents=True, exist_ok=True)
@@ -109,6 +109,8 @@ def start_smbd(tmp: Path, address: str, port: int, *, weak: bool) -> Smbd:
         (share / name).write_text("patient_id,name\nFAKE-0001,TEST PATIENT\n", encoding="utf-8")
     for name in REPORT_FOLDERS:
         (share / name).mkdir(exist_ok=True)
+    for i in range(extra_files):          # a big export folder (empty files: only names are counted)
+        (share / f"scan-{i:06d}.pdf").touch()
     for p in (share, *share.iterdir()):
         p.chmod(0o755 if p.is_dir() else 0o644)    # the guest account (nobody) must read them
     conf = tmp / "smb.conf"

@@ -73,9 +73,10 @@ def test_share_facts(smb_scan):
     assert w["server"]["netbios_name"] == "FILESRV" and w["server"]["os"].startswith("Windows")
     assert w["shares"] == [
         {"name": "reports", "type": "disk", "special": False, "remark": "exported reports",
-         "readable_by": ["null", "guest"], "files": len(REPORT_FILES), "folders": len(REPORT_FOLDERS)},
+         "readable_by": ["null", "guest"], "files": len(REPORT_FILES), "folders": len(REPORT_FOLDERS),
+         "capped": False},
         {"name": "IPC$", "type": "ipc", "special": True, "remark": "IPC Service (TCM file server)",
-         "readable_by": [], "files": None, "folders": None}]
+         "readable_by": [], "files": None, "folders": None, "capped": False}]
     h = obs[(HARDENED, "smb.shares")]["data"]
     # Samba sets up an anonymous session even with restrict anonymous = 2, then refuses it IPC$ (so no list)
     assert (h["null_session"], h["guest_session"], h["listed_by"], h["shares"]) == (True, False, None, [])
@@ -140,3 +141,23 @@ def test_smbclient_agrees(smb_scan, address):
     assert [(kind.lower().replace("printer", "printer"), name) for kind, name, *_ in listed] == ours
     if data["listed_by"] is None:
         assert p.returncode != 0 and "NT_STATUS_ACCESS_DENIED" in p.stdout + p.stderr
+
+
+def test_a_huge_share_is_counted_up_to_the_cap(tmp_path):
+    """A top folder of 10 050 names: counting stops at MAX_ENTRIES (10 000) with `capped`, inside the session's byte
+    budget, instead of reading the whole folder (impacket's listPath would) or failing the attempt."""
+    from checks.smb import shares
+    from tests.checks.hostile_loopback import context
+    from tests.checks.smb_daemons import start_smbd as start
+
+    need_samba()
+    address = "127.15.0.12"
+    port = pick_port([address], 445)
+    big = start(tmp_path / "big", address, port, weak=True, extra_files=10050)
+    try:
+        [o] = shares.run(context(address, port, "microsoft-ds", "smb.shares", timeout=60))
+    finally:
+        big.stop()
+    reports = next(s for s in o.data["shares"] if s["name"] == "reports")
+    assert (reports["files"] + reports["folders"], reports["capped"]) == (shares.MAX_ENTRIES, True)
+    assert reports["readable_by"] == ["null", "guest"]

@@ -4,6 +4,7 @@ WireError, never anything else."""
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 from hypothesis import given
@@ -14,6 +15,7 @@ from checks.smb._wire import (
     SMB2_DIALECTS,
     NegotiateAnswer,
     WireError,
+    directory_entries,
     parse_negotiate,
     read_message,
 )
@@ -50,3 +52,27 @@ def test_framing_over_a_real_socket(raw: bytes) -> None:
     finally:
         a.close()
         b.close()
+
+
+def _entry(name: str, folder: bool, last: bool) -> bytes:
+    raw = name.encode("utf-16-le")
+    size = (68 + len(raw) + 7) // 8 * 8
+    body = (struct.pack("<II", 0 if last else size, 0) + b"\x00" * 48 + struct.pack("<III", 0x10 if folder else 0x20,
+            len(raw), 0) + raw)
+    return body + b"\x00" * (size - len(body) if not last else 0)
+
+
+LISTINGS = st.lists(st.tuples(st.text(min_size=1, max_size=20), st.booleans()), min_size=1, max_size=8).map(
+    lambda xs: b"".join(_entry(n, d, i == len(xs) - 1) for i, (n, d) in enumerate(xs)))
+
+
+def test_listing_roundtrip() -> None:
+    raw = b"".join(_entry(n, d, i == 2) for i, (n, d) in enumerate([(".", True), ("a.csv", False), ("archive", True)]))
+    assert directory_entries(raw) == [(".", True), ("a.csv", False), ("archive", True)]
+
+
+@fuzz
+@given(st.one_of(st.binary(max_size=600), mutated(LISTINGS)))
+def test_directory_listing(raw: bytes) -> None:
+    got = bounded(directory_entries, raw, allowed=(WireError,))
+    assert got is None or all(isinstance(n, str) and isinstance(d, bool) for n, d in got)
