@@ -10,6 +10,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from checks.rdp._mcs import connect_initial, parse_connect_response
 from checks.rdp._x224 import X224Error, connection_request, parse_connection_confirm, tpkt_length
 from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
@@ -42,6 +43,7 @@ def windows_nla(conn: socket.socket, _n: int, first: bytes) -> None:
 
 def xp(conn: socket.socket, _n: int, _first: bytes) -> None:
     conn.sendall(confirm())
+    conn.recv(4096)          # whatever follows (our MCS Connect Initial) is read, then the peer hangs up: a FIN
 
 
 def _attempt(address: str, port: int):
@@ -66,6 +68,10 @@ def test_windows_nla_required_and_xp_shapes():
     assert (d["standard_rdp_security"], d["tls"], d["nla_required"], d["negotiation_supported"]) == \
         (True, False, False, False)
     assert {o["negotiation"] for o in d["offers"]} == {"none"}
+    # RDP security accepted: the encryption is asked next; this peer hangs up instead of answering the MCS
+    # Connect Initial, which is said, and the negotiation facts stand
+    assert (d["encryption_methods"], d["encryption_error"]) == (
+        [], "40-bit RC4: connection closed by the server after 0 of 4 bytes")
 
 
 def _silent(conn, _n, _first):
@@ -120,3 +126,31 @@ def test_connection_request_is_well_formed(protocols: int) -> None:
     req = connection_request(protocols)
     assert tpkt_length(req[:4]) == len(req) == req[4] + 5
     assert struct.unpack("<I", req[-4:])[0] == protocols
+
+
+def _connect_response(method: int, level: int) -> bytes:
+    """An MCS Connect Response as xrdp sends it, cut to what we read: result, id, domain parameters, GCC header,
+    SC_CORE, SC_SECURITY (no server random or certificate), SC_NET."""
+    blocks = (struct.pack("<HHI", 0x0C01, 8, 0x00080004) + struct.pack("<HHII", 0x0C02, 12, method, level)
+              + struct.pack("<HHHH", 0x0C03, 8, 0x3EB, 0))
+    gcc = bytes.fromhex("000500147c0001") + bytes([0x2A, 0x14, 0x76, 0x0A, 0x01, 0x01, 0x00, 0x01, 0xC0, 0x00,
+                                                     0x4D, 0x63, 0x44, 0x6E]) + bytes([0x80 | 0, len(blocks)]) + blocks
+    body = b"\x0a\x01\x00" + b"\x02\x01\x00" + b"\x30\x1c" + b"\x02\x01\x22" * 2 + b"\x02\x01\x00" * 6 + b"\x02\x02\xff\xf8" \
+        + b"\x04\x82" + struct.pack(">H", len(gcc)) + gcc
+    mcs = b"\x7f\x66\x82" + struct.pack(">H", len(body)) + body
+    return struct.pack(">BBH", 3, 0, 7 + len(mcs)) + b"\x02\xf0\x80" + mcs
+
+
+def test_connect_response_parser_reads_security_block():
+    assert parse_connect_response(_connect_response(2, 3)) == (2, 3)
+    req = connect_initial(0x10)
+    assert struct.unpack(">H", req[2:4])[0] == len(req)
+    assert struct.pack("<HHII", 0xC002, 12, 0x10, 0) in req
+
+
+@fuzz
+@given(st.one_of(st.binary(max_size=200), mutated(st.sampled_from((_connect_response(1, 1),
+                                                                    _connect_response(2, 3))))))
+def test_connect_response_parser(data: bytes) -> None:
+    got = bounded(parse_connect_response, data, allowed=(X224Error,))
+    assert got is None or len(got) == 2
