@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from checks.rdp._x224 import X224Error
+from scanner.sdk.x224 import X224Error
 
 # encryptionMethods flags (2.2.1.3.3) and encryptionLevel values (2.2.1.4.3)
 METHODS = {0x01: "40-bit RC4", 0x08: "56-bit RC4", 0x02: "128-bit RC4", 0x10: "FIPS 140-1"}

@@ -23,7 +23,9 @@ from __future__ import annotations
 import struct
 
 from checks.rdp._mcs import LEVELS, MAX_RESPONSE, METHODS, connect_initial, parse_connect_response
-from checks.rdp._x224 import (
+from scanner.sdk import CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation
+from scanner.sdk.bounded import BoundedSocket, BudgetExceeded
+from scanner.sdk.x224 import (
     PROTOCOL_HYBRID,
     PROTOCOL_NAMES,
     PROTOCOL_RDP,
@@ -35,8 +37,6 @@ from checks.rdp._x224 import (
     parse_connection_confirm,
     tpkt_length,
 )
-from scanner.sdk import CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation
-from scanner.sdk.bounded import BoundedSocket, BudgetExceeded
 
 META = CheckMeta(
     id="rdp.security",

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from checks.rdp._mcs import connect_initial, parse_connect_response
-from checks.rdp._x224 import X224Error, connection_request, parse_connection_confirm, tpkt_length
 from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
+from scanner.sdk.x224 import X224Error, connection_request, parse_connection_confirm, tpkt_length
 from tests.fuzz import bounded, fuzz, mutated
 from tests.loopback import Scripted
 

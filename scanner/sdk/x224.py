@@ -1,7 +1,8 @@
 """RDP's first exchange: the X.224 Connection Request with an RDP Negotiation Request, and the server's Connection
 Confirm with its RDP Negotiation Response or Failure (MS-RDPBCGR 2.2.1.1 and 2.2.1.2, inside TPKT, RFC 1006).
 
-Written here rather than taken from a library: impacket has no RDP client; rdpy is Python 2 and abandoned; aardwolf
+Shared by rdp.security (which protocols a server accepts) and tls.scan (RDP's TLS, entered like a STARTTLS
+upgrade). Written here rather than taken from a library: impacket has no RDP client; rdpy is Python 2 and abandoned; aardwolf
 and pyrdp are full asyncio/Twisted clients (TLS, CredSSP, graphics) that open their own sockets and go on to log
 in. The request is 19 bytes plus a cookie, the answer 19 bytes; what we need is those bytes read through
 `CheckContext.connect`'s socket under one deadline and a byte cap, and a parser hypothesis can drive.
