@@ -177,9 +177,10 @@ def basic_realm(resp: web.Response) -> str:
     return ""
 
 
-def http_basic_login(ctx: CheckContext, origin: web.Origin, user: str, password: str) -> tuple[bool, str]:
+def http_basic_login(ctx: CheckContext, origin: web.Origin, user: str, password: str, path: str = "/"
+                     ) -> tuple[bool, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    resp = web.request(ctx, origin, "GET", "/", headers={"Authorization": "Basic " + token})
+    resp = web.request(ctx, origin, "GET", path, headers={"Authorization": "Basic " + token})
     return 200 <= resp.status < 400, f"HTTP {resp.status}"
 
 

@@ -1,6 +1,7 @@
 """http.consoles and the web-console rules against a real Apache Tomcat 10 from Debian on 127.16.0.30 (manager and
 host-manager with a default-style account, TRACE allowed, directory listing) and its locked twin on 127.16.0.31
-(Tomcat's defaults, a ROOT page), through the real CLI; every fact equals what curl sees."""
+(Tomcat's defaults, a ROOT page), through the real CLI with creds.default beside them (which logs into the
+manager with the Tomcat list); every fact equals what curl sees."""
 
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ def tomcat(tmp_path_factory):
 @pytest.fixture(scope="module")
 def web_scan(tomcat, tmp_path_factory):
     db = tmp_path_factory.mktemp("webscan") / "scan.db"
-    scan_id, found = scan([OPEN, LOCKED], scope=["127.16.0.0/24"], db=db, checks=["http"],
+    scan_id, found = scan([OPEN, LOCKED], scope=["127.16.0.0/24"], db=db, checks=["http", "creds.default"],
                           extra=["--no-ping", "--ports", str(tomcat)])
     obs = {(o["address"], o["key"]): o["data"] for o in observations(db, scan_id)
-           if o["check_id"] == "http.consoles" and o["port"] == tomcat}
+           if o["check_id"] in ("http.consoles", "creds.default") and o["port"] == tomcat}
     return tomcat, [f for f in found if f["port"] == tomcat], obs
 
 
@@ -44,6 +45,7 @@ def test_findings_exact(web_scan):
         (OPEN, "hardening.web-console-exposed", "medium"),
         (OPEN, "hardening.http-directory-listing", "medium"),
         (OPEN, "hardening.http-trace-enabled", "low"),
+        (OPEN, "accounts.default-credentials", "critical"),     # tomcat/tomcat on /manager/html
     }
     ev = {f["rule_id"]: f["evidence"] for f in found}
     assert ev["hardening.web-console-exposed"] == {"consoles": [
@@ -51,6 +53,23 @@ def test_findings_exact(web_scan):
         "tomcat-host-manager /host-manager/html (Basic)"]}
     assert ev["hardening.http-directory-listing"] == {"url": f"http://{OPEN}:{port}/",
                                                       "title": "Directory Listing For [&#47;]"}
+    assert ev["accounts.default-credentials"] == {"service": "http-basic", "user": "tomcat",
+                                                  "entry": "tomcat-tomcat-tomcat", "tried": 2}
+
+
+def test_default_login_on_the_manager_equals_curl(web_scan):
+    """creds.default: / has no login, so the Tomcat manager's Basic challenge is used; the first pair of the
+    list (tomcat/s3cret) is refused and the second (tomcat/tomcat) accepted, as curl sees them. The locked twin
+    has no manager: not applicable."""
+    port, _, obs = web_scan
+    d = dict(obs[(OPEN, "default-login")])
+    assert d.pop("decision") == ""
+    assert d == {"service": "http-basic", "accepted": True, "user": "tomcat", "entry": "tomcat-tomcat-tomcat",
+                 "tried": 2, "detail": "HTTP 200", "page": "/manager/html"}
+    assert (LOCKED, "default-login") not in obs
+    codes = [_curl("-o", "/dev/null", "-w", "%{http_code}", "-u", pair, f"http://{OPEN}:{port}/manager/html")
+             for pair in ("tomcat:s3cret", "tomcat:tomcat")]
+    assert codes == ["401", "200"]
 
 
 def test_observations(web_scan):
