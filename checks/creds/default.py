@@ -30,8 +30,9 @@ META = CheckMeta(
     title_zh="默认口令登录",
     title_en="Vendor default credentials",
     granularity="service",
-    services=("ssh", "telnet", "ftp", "http", "https", "http-alt", "https-alt", "http-proxy", "mysql", "postgresql"),
-    ports=(21, 22, 23, 80, 443, 8080, 8443, 3306, 5432),
+    services=("ssh", "telnet", "ftp", "http", "https", "http-alt", "https-alt", "http-proxy", "mysql", "postgresql",
+              "vnc", "vnc-1"),
+    ports=(21, 22, 23, 80, 443, 8080, 8443, 3306, 5432, 5900, 5901),
     intrusive=True,
     safe_mode_opt_in="default_credentials_allowed",
     capabilities=("AUTH",),
@@ -42,9 +43,10 @@ META = CheckMeta(
 # web services are "http"/"https" until GET / shows how they log in (http-basic, http-form, https-...)
 # http-proxy: nmap's name for 8080 when -sV cannot tell (Tomcat 10 sends no Server header), as http.probe takes it
 BY_NAME = {"ssh": "ssh", "telnet": "telnet", "ftp": "ftp", "http": "http", "http-alt": "http", "http-proxy": "http",
-           "https": "https", "https-alt": "https", "mysql": "mysql", "postgresql": "postgresql"}
+           "https": "https", "https-alt": "https", "mysql": "mysql", "postgresql": "postgresql", "vnc": "vnc",
+           "vnc-1": "vnc"}
 BY_PORT = {22: "ssh", 23: "telnet", 21: "ftp", 80: "http", 8080: "http", 443: "https", 8443: "https",
-           3306: "mysql", 5432: "postgresql"}
+           3306: "mysql", 5432: "postgresql", 5900: "vnc", 5901: "vnc"}
 Attempt = Callable[[str, str], tuple[bool, str, str]]    # (user, password) -> (accepted, detail, decision)
 
 
@@ -135,8 +137,12 @@ def console_login(ctx: CheckContext, origin: web.Origin
 def login_fn(ctx: CheckContext, kind: str) -> tuple[str, list[dict[str, Any]], Attempt, dict[str, Any]]:
     if kind in ("http", "https"):
         return web_login(ctx, kind == "https")
+    if kind == "vnc":
+        types = logins.vnc_offers_password(ctx)
+        if 2 not in types:   # None (vnc.security's finding), VeNCrypt/TLS or vendor schemes: no VNC password here
+            raise CheckNotApplicable(f"the VNC server offers no classic VNC authentication (security types {types})")
     fn = {"ssh": logins.ssh_login, "telnet": logins.telnet_login, "ftp": logins.ftp_login,
-          "mysql": logins.mysql_login, "postgresql": logins.postgresql_login}[kind]
+          "mysql": logins.mysql_login, "postgresql": logins.postgresql_login, "vnc": logins.vnc_login}[kind]
     return kind, pairs(ctx, kind), lambda u, p: (*fn(ctx, u, p), ""), {}
 
 

@@ -11,9 +11,9 @@ the numbers). Observation key `security`:
 
 from __future__ import annotations
 
-from checks.vnc._rfb import RfbError, handshake
 from scanner.sdk import CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation
 from scanner.sdk.bounded import BoundedSocket, BudgetExceeded
+from scanner.sdk.rfb import RfbError, handshake
 
 META = CheckMeta(
     id="vnc.security",

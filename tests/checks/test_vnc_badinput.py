@@ -9,10 +9,10 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checks.vnc._rfb import RfbError, client_version, handshake, parse_version
 from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
+from scanner.sdk.rfb import RfbError, client_version, handshake, parse_version
 from tests.fuzz import bounded, fuzz, mutated
 from tests.loopback import Scripted
 
@@ -146,3 +146,22 @@ def test_version_line(line: bytes) -> None:
     v = bounded(parse_version, line, allowed=(RfbError,))
     if v is not None:
         assert bounded(client_version, *v, allowed=(RfbError,)) in (None, (3, 3), (3, 7), (3, 8))
+
+
+@fuzz
+@given(st.one_of(st.binary(max_size=64), mutated(st.just(b"\x11" * 16 + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x04fail"))),
+       st.sampled_from(("3.3", "3.7", "3.8")))
+def test_vnc_auth_parser(data: bytes, version: str) -> None:
+    from scanner.sdk.rfb import Hello, vnc_auth
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(data):
+            raise RfbError("protocol", "closed")
+        pos += n
+        return data[pos - n:pos]
+
+    hello = Hello("RFB 003.008", version, version, [2], version == "3.3")
+    out = bounded(vnc_auth, read, lambda _b: None, hello, "password", allowed=(RfbError,))
+    assert out is None or (isinstance(out[0], bool) and len(out[1]) <= 120)

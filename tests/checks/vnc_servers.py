@@ -19,13 +19,19 @@ def _free_display() -> int:
     raise RuntimeError("no free X display number between 160 and 259")
 
 
-def start_xvnc(tmp: Path, address: str, port: int, security: str) -> subprocess.Popen:
-    """Xvnc on address:port offering `security` (TigerVNC SecurityTypes, e.g. "None" or "VncAuth")."""
+def start_xvnc(tmp: Path, address: str, port: int, security: str, password: str = "",
+               extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Xvnc on address:port offering `security` (TigerVNC SecurityTypes, e.g. "None" or "VncAuth"). With
+    `password`, the VNC password file is written by TigerVNC's own `vncpasswd -f` (tigervnc-tools)."""
     args = [XVNC, f":{_free_display()}", "-rfbport", str(port), "-interface", address, "-nolisten", "tcp",
             "-SecurityTypes", security, "-geometry", "64x48", "-depth", "16"]
     if "Vnc" in security:
         pw = tmp / f"passwd-{address}"
-        pw.write_bytes(os.urandom(8))   # an obfuscated 8-byte VNC password; its value plays no part
+        if password:
+            pw.write_bytes(subprocess.run(["vncpasswd", "-f"], input=password.encode(), capture_output=True,
+                                          check=True).stdout)
+        else:
+            pw.write_bytes(os.urandom(8))   # an obfuscated 8-byte VNC password; its value plays no part
         args += ["-PasswordFile", str(pw)]
     if "X509" in security:
         key, cert = tmp / "vnc.key", tmp / "vnc.crt"
@@ -36,7 +42,7 @@ def start_xvnc(tmp: Path, address: str, port: int, security: str) -> subprocess.
         args += ["-X509Key", str(key), "-X509Cert", str(cert)]
     if "Plain" in security:
         args += ["-PlainUsers", "nobody-tcmscan"]
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([*args, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(address, port)
     except TimeoutError:

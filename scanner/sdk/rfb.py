@@ -7,7 +7,9 @@ read is 12 bytes, a count and at most 255 type bytes (or one u32 for RFB 3.3), a
 VeNCrypt 2+1+1+4n bytes. nmap's nselib/vnc.lua reads the same fields the same way.
 
 `handshake(read, send)` talks through two callables so the parser can be driven by hypothesis without a socket:
-`read(n)` returns exactly n bytes or raises; every malformed answer raises `RfbError`.
+`read(n)` returns exactly n bytes or raises; every malformed answer raises `RfbError`. Shared by vnc.security
+(which never authenticates) and creds.default (`vnc_auth`: classic VNC authentication, RFC 6143 7.2.2, one
+password per connection).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
 MAX_REASON = 1024        # a failure reason is a human sentence; longer is cut, not read (we stop after it)
 VENCRYPT = 19
+VNC_AUTH = 2
 _VERSION = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 
 
@@ -111,3 +117,29 @@ def _vencrypt(read: Callable[[int], bytes], send: Callable[[bytes], object], hel
     (count,) = read(1)
     hello.vencrypt_version = "0.2"
     hello.vencrypt_subtypes = list(struct.unpack(f">{count}I", read(4 * count)))
+
+
+def vnc_response(password: str, challenge: bytes) -> bytes:
+    """RFC 6143 7.2.2: the 16-byte challenge DES-encrypted (ECB) with the password, cut or NUL-padded to 8 bytes,
+    each key byte's bits in reverse order (what every VNC implementation does). 3DES with the key three times
+    is single DES, the only way cryptography still offers it."""
+    key = password.encode("latin-1", "replace")[:8].ljust(8, b"\0")
+    key = bytes(int(f"{b:08b}"[::-1], 2) for b in key)
+    enc = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()
+    return enc.update(challenge) + enc.finalize()
+
+
+def vnc_auth(read: Callable[[int], bytes], send: Callable[[bytes], object], hello: Hello, password: str
+             ) -> tuple[bool, str]:
+    """After `handshake(..., vencrypt=False)` offered type 2: choose it (RFB 3.7+), answer the challenge, read the
+    SecurityResult. (accepted, detail); the caller hangs up either way (no ClientInit is sent)."""
+    if VNC_AUTH not in hello.types:
+        raise RfbError("protocol", f"classic VNC authentication not offered (types {hello.types})")
+    if not hello.server_chose:
+        send(bytes([VNC_AUTH]))
+    send(vnc_response(password, read(16)))
+    (result,) = struct.unpack(">I", read(4))
+    if result == 0:
+        return True, "SecurityResult OK"
+    reason = _reason(read) if hello.client_version == "3.8" else ""
+    return False, f"SecurityResult failed{': ' + reason if reason else ''}"[:120]
