@@ -6,7 +6,9 @@ The cipher-0 probe opens a session on the BMC that is never activated (it ends b
 client's unfinished login): not sent in safe mode. Facts only; hardening.ipmi-cipher-zero,
 accounts.ipmi-anonymous-login and crypto.ipmi-weak-auth judge. Observation key `rmcp`:
     ipmi_versions, auth_types, anonymous_login, null_usernames, non_null_usernames, user_level_auth,
-    per_message_auth, oem_id, cipher_zero (true | false | null when not asked), cipher_zero_status
+    per_message_auth, oem_id, cipher_zero (true | false | null when not asked), cipher_zero_status,
+    rakp_tried, rakp_hash_users  -- user names (baselines/knowledge/ipmi_users.yaml) whose RAKP Message 2 carried
+                                    the password's HMAC (CVE-2013-4786); its bytes are never kept. Not in safe mode.
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ import socket
 import time
 
 from checks.ipmi._rmcp import (
+    CIPHER_THREE,
+    PAYLOAD_OPEN_SESSION_RESPONSE,
+    PAYLOAD_RAKP2,
     IpmiError,
     auth_capabilities_request,
     open_session_request,
     parse_auth_capabilities,
+    parse_open_session,
     parse_open_session_response,
+    parse_rakp2,
+    rakp1,
+    rakp3_abort,
 )
 from scanner.sdk import CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation
 
@@ -48,7 +57,9 @@ class _Bmc:
         self.sock = socket.socket(socket.AF_INET6 if ":" in ctx.address else socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect((ctx.address, ctx.port or 623))   # connected: ICMP unreachable reported, others filtered
 
-    def ask(self, payload: bytes) -> bytes | None:
+    def ask(self, payload: bytes, want: int | None = None) -> bytes | None:
+        """Send; the first RMCP IPMI answer (with `want`: the first RMCP+ answer of that payload type, so a
+        late answer to an earlier message, e.g. the RAKP 4 to our abort, is skipped)."""
         for _ in range(TRIES):
             self.ctx.allow()
             deadline = time.monotonic() + min(WAIT, self.ctx.remaining())
@@ -57,8 +68,10 @@ class _Bmc:
                 while (left := deadline - time.monotonic()) > 0:
                     self.sock.settimeout(left)
                     data = self.sock.recv(MAX_DATAGRAM)
-                    if len(data) >= 4 and data[0] == 0x06 and data[3] == 0x07:
-                        return data          # RMCP class IPMI; anything else (an ASF pong, noise) is skipped
+                    if len(data) < 6 or data[0] != 0x06 or data[3] != 0x07:
+                        continue             # not RMCP class IPMI (an ASF pong, noise)
+                    if want is None or (data[4] == 0x06 and data[5] & 0x3F == want):
+                        return data
             except TimeoutError:
                 continue
             except ConnectionRefusedError:
@@ -67,6 +80,35 @@ class _Bmc:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _rakp(ctx: CheckContext, bmc: _Bmc) -> dict:
+    """For each listed user name: Open Session (cipher suite 3), RAKP Message 1, and whether RAKP Message 2 came
+    with a key exchange code (the password's HMAC); then an error RAKP Message 3 drops the half-open session."""
+    tried, disclosed = [], []
+    for user in list(ctx.knowledge["ipmi_users"]["users"]):
+        sid = secrets.randbits(32) | 1
+        reply = bmc.ask(open_session_request(sid, cipher=CIPHER_THREE), PAYLOAD_OPEN_SESSION_RESPONSE)
+        if reply is None:
+            break
+        try:
+            status, managed = parse_open_session(reply, sid)
+        except IpmiError as e:
+            raise CheckError("protocol", f"Open Session Response (cipher suite 3): {e.detail}") from None
+        if status != "accepted":
+            break                     # no cipher suite 3: no RAKP-HMAC-SHA1 to read
+        tried.append(user)
+        answer = bmc.ask(rakp1(managed, secrets.token_bytes(16), user), PAYLOAD_RAKP2)
+        if answer is not None:
+            try:
+                rstatus, code = parse_rakp2(answer, sid)
+            except IpmiError as e:
+                raise CheckError("protocol", f"RAKP Message 2: {e.detail}") from None
+            if rstatus == "accepted" and code:
+                disclosed.append(user)
+                ctx.allow()
+                bmc.sock.send(rakp3_abort(managed))   # no answer expected
+    return {"rakp_tried": tried, "rakp_hash_users": disclosed}
 
 
 def run(ctx: CheckContext) -> list[Observation]:
@@ -103,6 +145,8 @@ def run(ctx: CheckContext) -> list[Observation]:
                 except IpmiError as e:
                     raise CheckError("protocol", f"Open Session Response: {e.detail}") from None
                 data.update(cipher_zero=status == "accepted", cipher_zero_status=status)
+        data.update(_rakp(ctx, bmc) if "2.0" in caps.ipmi_versions and not ctx.safe_mode
+                    else {"rakp_tried": [], "rakp_hash_users": []})
         return [ctx.observation("rmcp", data)]
     finally:
         bmc.close()

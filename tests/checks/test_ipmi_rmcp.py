@@ -1,6 +1,7 @@
 """ipmi.rmcp and the IPMI rules against OpenIPMI's ipmi_sim on 127.16.0.40 (anonymous user, every IPMI 1.5
-authentication type) and a stricter twin on 127.16.0.41 (MD5 only, named users only); our facts equal nmap's
-ipmi-version and ipmi-cipher-zero. Also: bad UDP peers, and hypothesis over the parsers.
+authentication type, factory user ADMIN) and a stricter twin on 127.16.0.41 (MD5 only, one renamed user); our
+facts equal nmap's ipmi-version and ipmi-cipher-zero and ipmitool's RAKP answers. Also: bad UDP peers, and
+hypothesis over the parsers.
 
 Not through the CLI: discovery does not scan UDP on loopback addresses (scanner/engine/discovery.py), so the
 attempts run through the runner (execute_attempt) and the default profile judges them (evaluate_scan), as a
@@ -8,6 +9,7 @@ scan would."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
 import subprocess
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 from checks.ipmi._rmcp import IpmiError, parse_auth_capabilities, parse_open_session_response
 from scanner.assess.baseline import DEFAULT_PROFILE, load_profile
 from scanner.assess.evaluate import evaluate_scan
+from scanner.core.knowledge import knowledge
 from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
@@ -40,8 +43,8 @@ BMCS = {
 
 @pytest.fixture(scope="module")
 def bmcs(tmp_path_factory):
-    if not Path(IPMI_SIM).exists():
-        pytest.skip("needs openipmi (Debian package)")
+    if not Path(IPMI_SIM).exists() or not shutil.which("ipmitool"):
+        pytest.skip("needs openipmi and ipmitool (Debian packages)")
     tmp = tmp_path_factory.mktemp("ipmi")
     procs = []
     try:
@@ -79,6 +82,7 @@ def test_findings_exact(ipmi_scan):
         (WEAK, "hardening.ipmi-cipher-zero", 623, "critical"),
         (WEAK, "accounts.ipmi-anonymous-login", 623, "high"),
         (WEAK, "crypto.ipmi-weak-auth", 623, "medium"),
+        (WEAK, "accounts.ipmi-rakp-hash", 623, "high"),           # user ADMIN answers RAKP Message 1
         # ipmi_sim opens an RMCP+ session with cipher suite 0 whatever its configuration (nmap agrees below):
         # the stricter twin is silent on the IPMI 1.5 rules only
         (STRICT, "hardening.ipmi-cipher-zero", 623, "critical"),
@@ -89,9 +93,28 @@ def test_observations(ipmi_scan):
     _, obs = ipmi_scan
     common = {"ipmi_versions": ["1.5", "2.0"], "null_usernames": False, "non_null_usernames": True,
               "user_level_auth": True, "per_message_auth": True, "oem_id": 0, "cipher_zero": True,
-              "cipher_zero_status": "accepted"}
-    assert obs[WEAK] == {**common, "auth_types": ["none", "md2", "md5", "password"], "anonymous_login": True}
-    assert obs[STRICT] == {**common, "auth_types": ["md5"], "anonymous_login": False}
+              "cipher_zero_status": "accepted", "rakp_tried": list(knowledge()["ipmi_users"]["users"])}
+    assert obs[WEAK] == {**common, "auth_types": ["none", "md2", "md5", "password"], "anonymous_login": True,
+                         "rakp_hash_users": ["ADMIN"]}
+    assert obs[STRICT] == {**common, "auth_types": ["md5"], "anonymous_login": False, "rakp_hash_users": []}
+
+
+def test_rakp_users_equal_ipmitool(ipmi_scan):
+    """ipmitool (lanplus, cipher suite 3) logging in with a wrong password: "RAKP 2 HMAC is invalid" when the BMC
+    knew the name and sent its RAKP Message 2, "unauthorized name" when it did not; the names of the first kind
+    equal our rakp_hash_users."""
+    _, obs = ipmi_scan
+    for address in BMCS:
+        known = []
+        for user in obs[address]["rakp_tried"]:
+            p = subprocess.run(["ipmitool", "-v", "-I", "lanplus", "-C", "3", "-N", "2", "-R", "1", "-H", address,
+                                "-U", user, "-P", "not-the-password", "chassis", "status"],
+                               capture_output=True, text=True, timeout=60)
+            out = (p.stdout + p.stderr).lower()
+            assert "rakp 2 hmac is invalid" in out or "unauthorized name" in out, out
+            if "rakp 2 hmac is invalid" in out:
+                known.append(user)
+        assert known == obs[address]["rakp_hash_users"], address
 
 
 def _nmap(address: str) -> dict:
@@ -202,3 +225,15 @@ def test_auth_capabilities_parser(data: bytes) -> None:
 def test_open_session_parser(data: bytes) -> None:
     status = bounded(parse_open_session_response, data, 7, allowed=(IpmiError,))
     assert status is None or isinstance(status, str)
+
+
+RAKP2 = (b"\x06\x00\xff\x07\x06\x13" + b"\x00" * 8 + struct.pack("<H", 60)
+         + struct.pack("<BBHI", 0, 0, 0, 7) + b"\x01" * 32 + b"\x02" * 20)
+
+
+@fuzz
+@given(st.one_of(st.binary(max_size=90), mutated(st.just(RAKP2))))
+def test_rakp2_parser(data: bytes) -> None:
+    from checks.ipmi._rmcp import parse_rakp2
+    got = bounded(parse_rakp2, data, 7, allowed=(IpmiError,))
+    assert got is None or got[1] >= 0
