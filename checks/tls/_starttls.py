@@ -1,5 +1,6 @@
 """STARTTLS: the cleartext exchange that turns an SMTP, FTP, IMAP, POP3 or LDAP connection into one a ClientHello
-may follow (RFC 3207, RFC 4217, RFC 3501 6.2.1, RFC 2595 4, RFC 4511 4.14).
+may follow (RFC 3207, RFC 4217, RFC 3501 6.2.1, RFC 2595 4, RFC 4511 4.14) -- and RDP's X.224 negotiation asking
+for TLS (MS-RDPBCGR 2.2.1.1/2.2.1.2, scanner/sdk/x224.py), after which RDP's TLS handshake starts the same way.
 
 tls.scan runs `negotiate` on every probe connection before its ClientHello, so each probe stays one TCP
 connection; the TLS part is then exactly what it is for a direct TLS port. The exchange is bounded:
@@ -20,11 +21,18 @@ from typing import Any
 import yaml
 
 from scanner.sdk import KNOWLEDGE_DIR, CheckError
+from scanner.sdk.x224 import (
+    PROTOCOL_SSL,
+    X224Error,
+    connection_request,
+    parse_connection_confirm,
+    tpkt_length,
+)
 
 MAX_EXCHANGE_BYTES = 16 * 1024     # greeting + capabilities + reply; real servers send < 2 KiB
 MAX_LINE = 4096                    # RFC 5321 allows 512 per reply line; generous for odd banners
 UNIDENTIFIED = ("", "unknown", "tcpwrapped")
-PROTOCOLS = ("smtp", "ftp", "imap", "pop3", "ldap")
+PROTOCOLS = ("smtp", "ftp", "imap", "pop3", "ldap", "rdp")
 _REPLY = re.compile(rb"^(\d{3})([ -]|$)")    # SMTP / FTP reply line: code, then space, hyphen or nothing
 
 
@@ -371,7 +379,25 @@ def _ldap(r: _Lines) -> None:
         raise NotOffered("ldap", f"StartTLS refused: {code} {LDAP_RESULTS.get(code, '')} {text}".strip()[:200])
 
 
-_DIALOGUES = {"smtp": _smtp, "ftp": _ftp, "imap": _imap, "pop3": _pop3, "ldap": _ldap}
+def _rdp(r: _Lines) -> None:
+    """X.224 Connection Request asking for TLS only; a Confirm selecting TLS is RDP's go-ahead for the
+    ClientHello. A failure code or standard RDP security instead is "not offered"."""
+    r.send(connection_request(PROTOCOL_SSL))
+    try:
+        header = r.exact(4)
+        confirm = parse_connection_confirm(header + r.exact(tpkt_length(header) - 4))
+    except X224Error as e:
+        raise r._fail("protocol", e.detail) from None
+    if confirm.negotiation == "response" and confirm.selected == PROTOCOL_SSL:
+        return
+    if confirm.negotiation == "failure":
+        raise NotOffered("rdp", f"TLS refused: {confirm.failure}")
+    if confirm.negotiation == "none":
+        raise NotOffered("rdp", "no negotiation data: standard RDP security only")
+    raise NotOffered("rdp", f"selected protocol {confirm.selected} instead of TLS")
+
+
+_DIALOGUES = {"smtp": _smtp, "ftp": _ftp, "imap": _imap, "pop3": _pop3, "ldap": _ldap, "rdp": _rdp}
 
 
 def negotiate(sock: socket.socket, protocol: str, deadline: float) -> None:
