@@ -185,3 +185,43 @@ def test_scan_cli_findings(databases: Path, tmp_path: Path) -> None:
     # the password-less logins come from the existing checks, unchanged (creds.default's list entries)
     assert {(f["address"], f["evidence"]["entry"]) for f in found if f["rule_id"] == "accounts.default-credentials"} == {
         (PG_TRUST, "pg-postgres-postgres"), (MY_OPEN, "mysql-root-empty")}
+
+
+def test_misbehaving_peers_bounded() -> None:
+    """Silence, a TLS promise broken, garbage and a flood on the PostgreSQL port: a reason, within the bounds."""
+    from tests.loopback import Scripted
+
+    def talk(mode: str):
+        def run(conn, _n, _first):
+            if mode == "silent":
+                time.sleep(8)
+            elif mode == "s-then-garbage":
+                conn.recv(8)                             # the SSLRequest
+                conn.sendall(b"S")
+                conn.recv(4096)                          # the ClientHello
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            elif mode == "garbage":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            elif mode == "flood":
+                end = time.monotonic() + 6
+                while time.monotonic() < end:
+                    conn.sendall(b"N" * 65536)
+        return run
+
+    cases = {
+        "silent": ("error", "timeout", "postgresql: timeout waiting for the reply"),
+        "s-then-garbage": ("error", "protocol", "PostgreSQL said S to SSLRequest but the TLS handshake failed: "),
+        "garbage": ("not_applicable", "", "port does not speak postgresql: reply larger than 1 bytes"),
+        "flood": ("not_applicable", "", "port does not speak postgresql: reply larger than 1 bytes"),
+    }
+    for i, (mode, (status, reason, detail)) in enumerate(cases.items()):
+        address = f"127.17.0.{90 + i}"
+        peer = Scripted(talk(mode), address, 5432, timeout=10)
+        try:
+            start = time.monotonic()
+            r = attempt(address, 5432, "postgresql")
+            took = time.monotonic() - start
+        finally:
+            peer.close()
+        assert (r.status, r.reason, r.detail[:len(detail)]) == (status, reason, detail), (mode, r.detail)
+        assert r.observations == [] and took < 8, (mode, took)
