@@ -18,6 +18,9 @@ CLAUSES = {   # rule -> {framework key: clause ids in the cited text}
                                            "tcm2024": ["第7章 安全防护 · 数据安全"]},
     "data.fhir.unauthenticated-patient-search": {"gbt22239": ["8.1.4.2 a", "8.1.4.11 b"],
                                                  "law": ["第二十八条", "第五十一条"], "tcm2024": ["第7章 安全防护 · 数据安全"]},
+    "data.search.unauthenticated-index": {"gbt22239": ["8.1.4.2 a", "8.1.4.11 b"], "law": ["第五十一条"],
+                                          "tcm2024": ["第7章 安全防护 · 数据安全"]},
+    "data.search.kibana-without-login": {"gbt22239": ["8.1.4.2 a"], "tcm2024": ["第7章 安全防护 · 数据安全"]},
     "crypto.cleartext.mqtt": {"gbt22239": ["8.1.4.8 a"], "gbt39786": ["8.4 d"], "tcm2024": ["第7章 安全防护 · 密码应用"]},
     "crypto.cleartext.database": {"gbt22239": ["8.1.4.8 a"], "gbt39786": ["8.4 d"],
                                   "tcm2024": ["第7章 安全防护 · 密码应用"]},
@@ -37,7 +40,8 @@ def test_the_data_area_has_rules_and_verdicts() -> None:
     data_rules = sorted(r.id for r in PROFILE.rules if r.id.startswith("data."))
     assert data_rules == ["data.dicomweb.unauthenticated-qido", "data.fhir.unauthenticated-patient-search",
                           "data.mqtt.anonymous-access", "data.orthanc.unauthenticated-api",
+                          "data.search.kibana-without-login", "data.search.unauthenticated-index",
                           "data.tftp.config-exposed"]
     results = [RuleResult(rid, "10.0.0.1", "passed", "") for rid in data_rules]
     [area] = [a for a in area_compliance(results) if a.area == "data"]
-    assert (area.name_zh, area.assessed, area.compliance) == ("数据安全", 5, 1.0)
+    assert (area.name_zh, area.assessed, area.compliance) == ("数据安全", 7, 1.0)
