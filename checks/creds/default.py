@@ -77,9 +77,16 @@ def web_login(ctx: CheckContext, tls: bool) -> tuple[str, list[dict[str, Any]], 
     or after at most two same-origin redirects). Returns (kind, pairs, attempt function, extra facts)."""
     origin = web.Origin(ctx.address, ctx.port or (443 if tls else 80), tls, (ctx.asset.name or "",))
     first = web.request(ctx, origin, "GET", "/")
-    if logins.basic_realm(first):
+    realm = logins.basic_realm(first)
+    if realm:
         kind = "https-basic" if tls else "http-basic"
-        return kind, pairs(ctx, kind), lambda u, p: (*logins.http_basic_login(ctx, origin, u, p), ""), {}
+        # entries with a `match` (a product's own default, e.g. Orthanc's) only where the realm names it
+        table = ctx.knowledge.get("default_credentials") or {}
+        entries = list((table.get("services") or {}).get("http-basic") or [])
+        if not entries:
+            raise CheckError("unsupported", "no default credentials listed for http-basic")
+        candidates = forms.choose(entries, realm, int(table.get("max_per_service", 3)))
+        return kind, candidates, lambda u, p: (*logins.http_basic_login(ctx, origin, u, p), ""), {}
     page = forms.find(ctx, origin, first)
     if page is None:
         console = console_login(ctx, origin)
