@@ -3,7 +3,8 @@
 Each function returns (accepted, detail) or raises `Refused` when the service will not take password logins
 at all from here (no point trying the next pair). Libraries: paramiko (SSH), ftplib (FTP), our bounded
 HTTP client checks/creds/_web.py (HTTP Basic; HTML forms are checks/creds/_forms.py), PyMySQL (MySQL/MariaDB:
-native and caching_sha2 auth), pg8000 (PostgreSQL: md5 and SCRAM); telnet is a small raw-socket dialogue (telnetlib is gone in Python 3.13) refusing every option.
+native and caching_sha2 auth), pg8000 (PostgreSQL: md5 and SCRAM); telnet is a small raw-socket dialogue (telnetlib is gone in Python 3.13) refusing every option;
+VNC is the SDK's RFB opening and classic VNC authentication (scanner/sdk/rfb.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scanner.sdk.ftp import close as ftp_close
 from scanner.sdk.ftp import ftp_session
 from scanner.sdk.ftp import try_login as ftp_try
 from scanner.sdk.http_wire import parse_www_authenticate
+from scanner.sdk.rfb import RfbError, handshake, vnc_auth
 
 IO_TIMEOUT = 6.0
 MAX_DB_LOGIN_BYTES = 64 * 1024     # greeting, authentication switch, OK/ERR: a few hundred bytes in all
@@ -165,6 +167,63 @@ def ftp_login(ctx: CheckContext, user: str, password: str) -> tuple[bool, str]:
         ftp_close(ftp)
 
 
+# ------------------------------------------------------------------ VNC
+
+VNC_BUDGET = 8.0           # seconds for one opening, challenge and result
+MAX_VNC_BYTES = 4096
+
+
+def vnc_session(ctx: CheckContext):
+    """A connection through its RFB opening (no VeNCrypt): (socket, bounded read, Hello)."""
+    sock = ctx.connect(timeout=min(5.0, ctx.remaining()))
+    sock.settimeout(None)
+    bounded = BoundedSocket(sock, seconds=min(VNC_BUDGET, ctx.remaining()), max_bytes=MAX_VNC_BYTES,
+                            what="VNC login")
+
+    def read(n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = bounded.recv(n - len(buf))
+            if not chunk:
+                raise RfbError("protocol", "connection closed by the server")
+            buf += chunk
+        return buf
+
+    try:
+        return sock, read, handshake(read, sock.sendall, vencrypt=False)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def vnc_offers_password(ctx: CheckContext) -> list[int]:
+    """The security types (one opening, no authentication): does this server ask for a classic VNC password?"""
+    try:
+        sock, _read, hello = vnc_session(ctx)
+    except RfbError as e:
+        raise CheckError(e.reason, f"VNC opening: {e.detail}") from None
+    except OSError as e:     # BudgetExceeded included: a slow or flooding server
+        raise CheckError(getattr(e, "reason", "protocol"), f"VNC opening: {getattr(e, 'detail', e)}") from None
+    sock.close()
+    return hello.types
+
+
+def vnc_login(ctx: CheckContext, _user: str, password: str) -> tuple[bool, str]:
+    """Classic VNC authentication with one password (VNC has no user name), on its own connection."""
+    try:
+        sock, read, hello = vnc_session(ctx)
+        try:
+            return vnc_auth(read, sock.sendall, hello, password)
+        finally:
+            sock.close()
+    except RfbError as e:
+        if "closed" in e.detail:   # TigerVNC hangs up on a blacklisted address: no more tries from here
+            raise Refused(f"VNC server closed the connection: {e.detail}") from None
+        raise CheckError(e.reason, f"VNC login: {e.detail}") from None
+    except OSError as e:
+        raise CheckError(getattr(e, "reason", "protocol"), f"VNC login: {getattr(e, 'detail', e)}") from None
+
+
 # ------------------------------------------------------------------ HTTP Basic
 
 def basic_realm(resp: web.Response) -> str:
@@ -177,9 +236,10 @@ def basic_realm(resp: web.Response) -> str:
     return ""
 
 
-def http_basic_login(ctx: CheckContext, origin: web.Origin, user: str, password: str) -> tuple[bool, str]:
+def http_basic_login(ctx: CheckContext, origin: web.Origin, user: str, password: str, path: str = "/"
+                     ) -> tuple[bool, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    resp = web.request(ctx, origin, "GET", "/", headers={"Authorization": "Basic " + token})
+    resp = web.request(ctx, origin, "GET", path, headers={"Authorization": "Basic " + token})
     return 200 <= resp.status < 400, f"HTTP {resp.status}"
 
 

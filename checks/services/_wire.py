@@ -143,13 +143,15 @@ def parse_mysql_greeting(buf: bytes) -> dict[str, Any]:
     version = payload[1:end].decode("ascii", "replace")
     p = end + 1 + 4 + 8 + 1                # connection id, auth data part 1, filler
     plugin = ""
+    # CLIENT_SSL (0x0800) in the lower capability flags: the server takes a TLS upgrade
+    ssl = bool(int.from_bytes(payload[p:p + 2], "little") & 0x0800) if len(payload) >= p + 2 else None
     if len(payload) >= p + 2 + 1 + 2 + 2 + 1 + 10:
         caps = int.from_bytes(payload[p:p + 2], "little") | int.from_bytes(payload[p + 5:p + 7], "little") << 16
         auth_len = payload[p + 7]
         q = p + 8 + 10 + max(13, auth_len - 8)
         if caps & 0x00080000 and q < len(payload):            # CLIENT_PLUGIN_AUTH
             plugin = payload[q:].split(b"\0", 1)[0].decode("ascii", "replace")[:64]
-    return {"kind": "handshake", "version": version, "auth_plugin": plugin}
+    return {"kind": "handshake", "version": version, "auth_plugin": plugin, "ssl": ssl}
 
 
 def mariadb_version(version: str) -> tuple[str, str]:
@@ -166,6 +168,19 @@ def pg_startup(user: str, database: str) -> bytes:
         k.encode() + b"\0" + v.encode() + b"\0" for k, v in (("user", user), ("database", database),
                                                             ("application_name", "tcmscan"))) + b"\0"
     return struct.pack("!I", len(body) + 4) + body
+
+
+# SSLRequest: length 8, code 80877103; the server answers one byte, S (go ahead with TLS) or N.
+PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
+
+
+def parse_pg_ssl_answer(buf: bytes) -> bool:
+    """The answer to SSLRequest: True for S, False for N (or an error message from a pre-7.0 server)."""
+    if buf[:1] == b"S" and len(buf) == 1:
+        return True
+    if buf[:1] in (b"N", b"E"):
+        return False
+    raise WireError(f"not an answer to SSLRequest: {buf[:8]!r}")
 
 
 def pg_messages(buf: bytes) -> list[tuple[str, bytes]]:

@@ -1,5 +1,6 @@
-"""STARTTLS: the cleartext exchange that turns an SMTP, FTP, IMAP or POP3 connection into one a ClientHello
-may follow (RFC 3207, RFC 4217, RFC 3501 6.2.1, RFC 2595 4).
+"""STARTTLS: the cleartext exchange that turns an SMTP, FTP, IMAP, POP3 or LDAP connection into one a ClientHello
+may follow (RFC 3207, RFC 4217, RFC 3501 6.2.1, RFC 2595 4, RFC 4511 4.14) -- and RDP's X.224 negotiation asking
+for TLS (MS-RDPBCGR 2.2.1.1/2.2.1.2, scanner/sdk/x224.py), after which RDP's TLS handshake starts the same way.
 
 tls.scan runs `negotiate` on every probe connection before its ClientHello, so each probe stays one TCP
 connection; the TLS part is then exactly what it is for a direct TLS port. The exchange is bounded:
@@ -20,11 +21,18 @@ from typing import Any
 import yaml
 
 from scanner.sdk import KNOWLEDGE_DIR, CheckError
+from scanner.sdk.x224 import (
+    PROTOCOL_SSL,
+    X224Error,
+    connection_request,
+    parse_connection_confirm,
+    tpkt_length,
+)
 
 MAX_EXCHANGE_BYTES = 16 * 1024     # greeting + capabilities + reply; real servers send < 2 KiB
 MAX_LINE = 4096                    # RFC 5321 allows 512 per reply line; generous for odd banners
 UNIDENTIFIED = ("", "unknown", "tcpwrapped")
-PROTOCOLS = ("smtp", "ftp", "imap", "pop3")
+PROTOCOLS = ("smtp", "ftp", "imap", "pop3", "ldap", "rdp")
 _REPLY = re.compile(rb"^(\d{3})([ -]|$)")    # SMTP / FTP reply line: code, then space, hyphen or nothing
 
 
@@ -122,6 +130,29 @@ class _Lines:
                 if ln[:3] == code and ln[3:4] in (b" ", b""):
                     break
         return int(code), texts
+
+    def exact(self, n: int) -> bytes:
+        """`n` raw bytes (binary protocols), under the same deadline and byte budget as lines."""
+        while len(self.buf) < n:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise self._fail("timeout", "no complete reply in time")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                raise self._fail("timeout", "no complete reply in time") from None
+            except OSError as e:
+                raise self._fail("protocol", f"connection error during the cleartext exchange: {e.strerror or e}") \
+                    from None
+            if not chunk:
+                raise self._fail("protocol", "server closed the connection during the cleartext exchange")
+            self.received += len(chunk)
+            if self.received > MAX_EXCHANGE_BYTES:
+                raise self._fail("protocol", f"cleartext exchange longer than {MAX_EXCHANGE_BYTES} bytes")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
 
     def send(self, data: bytes) -> None:
         left = self.deadline - time.monotonic()
@@ -267,7 +298,106 @@ def _pop3(r: _Lines) -> None:
     raise r._fail("protocol", "answer to STLS is neither +OK nor -ERR")
 
 
-_DIALOGUES = {"smtp": _smtp, "ftp": _ftp, "imap": _imap, "pop3": _pop3}
+# LDAPMessage {messageID 1, extendedReq [APPLICATION 23] {requestName [0] "1.3.6.1.4.1.1466.20037"}} (RFC 4511 4.14)
+LDAP_STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
+LDAP_STARTTLS = (b"\x30\x1d\x02\x01\x01\x77\x18\x80\x16" + LDAP_STARTTLS_OID)
+LDAP_RESULTS = {0: "success", 1: "operationsError", 2: "protocolError", 52: "unavailable", 53: "unwillingToPerform"}
+
+
+class BerError(ValueError):
+    """A malformed LDAP answer."""
+
+
+def _ber(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end of contents) of the BER element at `pos` (definite lengths up to 4 bytes)."""
+    if pos + 2 > len(data):
+        raise BerError("truncated element")
+    tag, first = data[pos], data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if not 1 <= n <= 4 or pos + n > len(data):
+            raise BerError(f"unsupported length form 0x{first:02x}")
+        length = int.from_bytes(data[pos:pos + n], "big")
+        pos += n
+    if pos + length > len(data):
+        raise BerError("element longer than the message")
+    return tag, pos, pos + length
+
+
+def ldap_message_length(head: bytes) -> int:
+    """Total length of an LDAPMessage from its first 6 bytes (SEQUENCE tag and length)."""
+    if len(head) < 2 or head[0] != 0x30:
+        raise BerError("not an LDAP message (no SEQUENCE)")
+    first = head[1]
+    if first < 0x80:
+        return 2 + first
+    n = first & 0x7F
+    if not 1 <= n <= 4 or len(head) < 2 + n:
+        raise BerError(f"unsupported length form 0x{first:02x}")
+    return 2 + n + int.from_bytes(head[2:2 + n], "big")
+
+
+def parse_ldap_extended_response(message: bytes) -> tuple[int, int, str]:
+    """(messageID, resultCode, diagnosticMessage) of an LDAPMessage carrying an ExtendedResponse."""
+    tag, start, end = _ber(message, 0)
+    if tag != 0x30:
+        raise BerError("not an LDAP message (no SEQUENCE)")
+    tag, s1, e1 = _ber(message, start)
+    if tag != 0x02 or not 1 <= e1 - s1 <= 4:
+        raise BerError("no messageID")
+    msgid = int.from_bytes(message[s1:e1], "big")
+    tag, s2, e2 = _ber(message, e1)
+    if tag != 0x78:
+        raise BerError(f"not an ExtendedResponse (tag 0x{tag:02x})")
+    tag, s3, e3 = _ber(message, s2)
+    if tag != 0x0A or e3 - s3 != 1:
+        raise BerError("no resultCode")
+    code = message[s3]
+    _tag, s4, e4 = _ber(message, e3)              # matchedDN
+    tag, s5, e5 = _ber(message, e4)               # diagnosticMessage
+    return msgid, code, message[s5:e5].decode("utf-8", "replace")[:160]
+
+
+def _ldap(r: _Lines) -> None:
+    r.send(LDAP_STARTTLS)
+    try:
+        head = r.exact(2)
+        if head[1] >= 0x80 and 1 <= head[1] & 0x7F <= 4:
+            head += r.exact(head[1] & 0x7F)       # long-form length
+        total = ldap_message_length(head)
+        if total > MAX_EXCHANGE_BYTES:
+            raise BerError(f"answer of {total} bytes announced")
+        msgid, code, text = parse_ldap_extended_response(head + r.exact(total - len(head)))
+    except BerError as e:
+        raise r._fail("protocol", f"bad answer to StartTLS: {e}") from None
+    if msgid == 0:                 # unsolicited notice of disconnection
+        raise r._fail("protocol", f"server disconnected: result {code} {text}".strip())
+    if code != 0:
+        raise NotOffered("ldap", f"StartTLS refused: {code} {LDAP_RESULTS.get(code, '')} {text}".strip()[:200])
+
+
+def _rdp(r: _Lines) -> None:
+    """X.224 Connection Request asking for TLS only; a Confirm selecting TLS is RDP's go-ahead for the
+    ClientHello. A failure code or standard RDP security instead is "not offered"."""
+    r.send(connection_request(PROTOCOL_SSL))
+    try:
+        header = r.exact(4)
+        confirm = parse_connection_confirm(header + r.exact(tpkt_length(header) - 4))
+    except X224Error as e:
+        raise r._fail("protocol", e.detail) from None
+    if confirm.negotiation == "response" and confirm.selected == PROTOCOL_SSL:
+        return
+    if confirm.negotiation == "failure":
+        raise NotOffered("rdp", f"TLS refused: {confirm.failure}")
+    if confirm.negotiation == "none":
+        raise NotOffered("rdp", "no negotiation data: standard RDP security only")
+    raise NotOffered("rdp", f"selected protocol {confirm.selected} instead of TLS")
+
+
+_DIALOGUES = {"smtp": _smtp, "ftp": _ftp, "imap": _imap, "pop3": _pop3, "ldap": _ldap, "rdp": _rdp}
 
 
 def negotiate(sock: socket.socket, protocol: str, deadline: float) -> None:

@@ -8,8 +8,9 @@ Facts only, one observation `versions` per TLS port:
     certificate: facts of the leaf and chain (certinfo.analyse), or null with `certificate_error`
     refused:   why each version stopped (alert name, "closed", ...): evidence for "not offered"
     offered / accepted: the versions with at least one suite / every accepted suite name (all versions, TLCP)
-    starttls:  {protocol: smtp|ftp|imap|pop3, offered: true} on a STARTTLS port (absent on direct TLS ports)
-On a STARTTLS port (SMTP 25/587, FTP 21, IMAP 143, POP3 110: baselines/knowledge/starttls.yaml) every probe
+    starttls:  {protocol: smtp|ftp|imap|pop3|ldap|rdp, offered: true} on a STARTTLS port (absent on direct TLS ports)
+On a STARTTLS port (SMTP 25/587, FTP 21, IMAP 143, POP3 110, LDAP 389, RDP 3389: baselines/knowledge/starttls.yaml)
+every probe
 connection first performs the protocol's upgrade (checks/tls/_starttls.py). A server that answers without
 offering STARTTLS gives one observation `starttls` instead: {starttls: {protocol, offered: false, reply}}.
 Rules in baselines/profiles/*/rules/crypto-tls.yaml judge them.

@@ -27,7 +27,8 @@ from scanner.core.output import printable
 
 # The loggers of the libraries that talk to targets. Their records never propagate to ours (or to the root's
 # last resort): this module's handler is their only one.
-LIBRARY_LOGGERS = ("paramiko", "pynetdicom", "pydicom", "scapy", "urllib3", "pymysql", "pg8000", "nmap")
+LIBRARY_LOGGERS = ("paramiko", "pynetdicom", "pydicom", "scapy", "urllib3", "pymysql", "pg8000", "nmap",
+                   "impacket", "ldap3")
 MAX_NOTES = 5          # lines kept per attempt: a hostile peer can make a library log without end
 MAX_NOTE_CHARS = 200
 # Lines of a formatted traceback that paramiko (util.tb_strings) logs one record at a time.

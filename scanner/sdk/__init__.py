@@ -3,7 +3,8 @@
     from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 Shared protocol helpers live in sub-modules: `scanner.sdk.ssh_session` (one SSH login per host),
-`scanner.sdk.probes` (DICOM PDUs, MLLP), `scanner.sdk.http_wire`, `scanner.sdk.ftp`, `scanner.sdk.versions`.
+`scanner.sdk.probes` (DICOM PDUs, MLLP), `scanner.sdk.http_wire`, `scanner.sdk.ftp`, `scanner.sdk.versions`,
+`scanner.sdk.x224` (RDP connection negotiation), `scanner.sdk.rfb` (VNC opening and authentication).
 """
 
 from scanner.core.knowledge import KNOWLEDGE_DIR, knowledge

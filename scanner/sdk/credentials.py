@@ -15,7 +15,7 @@ from typing import Any
 from scanner.core.errors import UsageError
 from scanner.core.knowledge import load_yaml
 
-CREDENTIAL_TYPES = ("ssh", "snmp", "http", "db")
+CREDENTIAL_TYPES = ("ssh", "snmp", "http", "db", "ldap")
 
 
 @dataclass(repr=False)

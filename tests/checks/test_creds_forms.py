@@ -42,7 +42,8 @@ FORM_FACTS = {"action": "/login", "method": "post", "user_field": "username", "p
               "hidden": ["csrf_token"]}
 ACCEPTED = ("POST /login answered 302 to /dashboard, which answered 200 without a password field or error text, "
             "session cookie set: accepted; logged out with GET /logout")
-NOT_A_CONSOLE = "/ asks for neither HTTP Basic authentication nor a login form (HTTP 200, page cut at 256 KiB)"
+NOT_A_CONSOLE = ("/ asks for neither HTTP Basic authentication nor a login form (HTTP 200, page cut at 256 KiB), "
+                 "and no listed admin console answers with a Basic challenge")
 
 
 def _huge(c, stop):

@@ -92,7 +92,7 @@ def nginx(tmp_path_factory):
 def http_scan(nginx, tmp_path_factory):
     db = tmp_path_factory.mktemp("httpscan") / "scan.db"
     extra = ["--no-ping"] + [a for p in nginx.values() for a in ("--ports", str(p))]
-    scan_id, found = scan(HOSTS, scope=["127.44.4.0/24"], db=db, checks=["http"], extra=extra)
+    scan_id, found = scan(HOSTS, scope=["127.44.4.0/24"], db=db, checks=["http.probe"], extra=extra)
     # Only our ports: a web server of another process listening on every address (*:80) shows on ours too.
     ours = set(nginx.values())
     obs = {(o["address"], o["port"]): o["data"] for o in observations(db, scan_id)
@@ -109,7 +109,9 @@ def test_findings_exact(http_scan):
         ("127.44.4.10", "crypto.tls.no-hsts", https, "medium"),          # legacy TLS, no HSTS
         ("127.44.4.40", "crypto.tls.no-hsts", https, "medium"),          # portal, no HSTS
         ("127.44.4.51", "crypto.tls.no-hsts", https, "medium"),          # HSTS max-age 600 < 180 days
-    }
+    } | {(a, "hardening.http-version-disclosure", p, "low") for a, p in (   # nginx's default server_tokens on
+        ("127.44.4.10", https), ("127.44.4.23", http), ("127.44.4.40", http), ("127.44.4.40", https),
+        ("127.44.4.50", https), ("127.44.4.51", https), ("127.44.4.61", alt))}
     ev = {(f["address"], f["rule_id"]): f["evidence"] for f in found}
     assert ev[("127.44.4.23", "crypto.cleartext.http-admin")] == {
         "url": url("http", "127.44.4.23", http), "status": 401, "auth": ["Basic realm=Infusion Pump Console"],

@@ -35,7 +35,9 @@ def test_mysql_greeting_mariadb():
                + b"mysql_native_password\x00")
     g = wire.parse_mysql_greeting(struct.pack("<I", len(payload))[:3] + b"\x00" + payload)
     assert g == {"kind": "handshake", "version": "5.5.5-10.11.6-MariaDB-0+deb12u1",
-                 "auth_plugin": "mysql_native_password"}
+                 "auth_plugin": "mysql_native_password", "ssl": False}
+    tls = payload.replace(struct.pack("<H", 0xF7FE), struct.pack("<H", 0xF7FE | 0x0800), 1)
+    assert wire.parse_mysql_greeting(struct.pack("<I", len(tls))[:3] + b"\x00" + tls)["ssl"] is True
     assert wire.mariadb_version(g["version"]) == ("mariadb", "10.11.6-MariaDB-0+deb12u1")
 
 

@@ -52,6 +52,7 @@ PARSERS = {
     "pg_messages": (w.pg_messages, PG),
     "pg_done": (w.pg_reply_done, PG),
     "pg": (w.parse_pg_reply, PG),
+    "pg_ssl": (w.parse_pg_ssl_answer, st.sampled_from((b"S", b"N"))),
     "bson": (w.bson_decode, st.just(w.bson_encode(MONGO_DOC))),
     "mongo_complete": (w.mongo_complete, st.just(_mongo_reply(MONGO_DOC))),
     "mongo": (w.parse_mongo_reply, st.just(_mongo_reply(MONGO_DOC))),

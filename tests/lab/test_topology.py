@@ -138,7 +138,8 @@ def test_expected_findings_consistent_with_topology() -> None:
         "crypto.cleartext.telnet", "crypto.cleartext.ftp", "crypto.cleartext.http-admin",
         "crypto.cleartext.no-starttls",
         "hardening.risky-port", "hardening.risky-port", "hardening.anonymous-ftp",
-        "medical.device.cleartext-service", "medical.device.cleartext-service", "medical.device.default-login"])
+        "medical.device.cleartext-service", "medical.device.cleartext-service", "medical.device.default-login",
+        "hardening.http-version-disclosure"])
 
 
 def test_sm_responder_unit() -> None:

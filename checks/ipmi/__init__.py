@@ -1,0 +1,1 @@
+"""IPMI (BMC) checks."""

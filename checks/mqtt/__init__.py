@@ -1,0 +1,1 @@
+"""MQTT brokers (bedside monitors, nurse call, building systems): anonymous access and transport encryption."""

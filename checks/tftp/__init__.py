@@ -1,0 +1,1 @@
+"""TFTP servers holding device configuration files (and their passwords)."""

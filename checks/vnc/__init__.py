@@ -1,0 +1,1 @@
+"""VNC (RFB) checks."""

@@ -1,0 +1,51 @@
+"""Real VNC servers for the tests: TigerVNC's Xvnc (Debian tigervnc-standalone-server), headless, one per loopback
+address, each with its own SecurityTypes. Started and stopped by the tests; no X11 TCP listener."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.loopback import stop_process, wait_port
+
+XVNC = "/usr/bin/Xvnc"
+
+
+def _free_display() -> int:
+    for n in range(160, 260):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display number between 160 and 259")
+
+
+def start_xvnc(tmp: Path, address: str, port: int, security: str, password: str = "",
+               extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Xvnc on address:port offering `security` (TigerVNC SecurityTypes, e.g. "None" or "VncAuth"). With
+    `password`, the VNC password file is written by TigerVNC's own `vncpasswd -f` (tigervnc-tools)."""
+    args = [XVNC, f":{_free_display()}", "-rfbport", str(port), "-interface", address, "-nolisten", "tcp",
+            "-SecurityTypes", security, "-geometry", "64x48", "-depth", "16"]
+    if "Vnc" in security:
+        pw = tmp / f"passwd-{address}"
+        if password:
+            pw.write_bytes(subprocess.run(["vncpasswd", "-f"], input=password.encode(), capture_output=True,
+                                          check=True).stdout)
+        else:
+            pw.write_bytes(os.urandom(8))   # an obfuscated 8-byte VNC password; its value plays no part
+        args += ["-PasswordFile", str(pw)]
+    if "X509" in security:
+        key, cert = tmp / "vnc.key", tmp / "vnc.crt"
+        if not cert.exists():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                            "-out", str(cert), "-days", "30", "-subj", "/CN=vnc.loopback.test"], check=True,
+                           capture_output=True)
+        args += ["-X509Key", str(key), "-X509Cert", str(cert)]
+    if "Plain" in security:
+        args += ["-PlainUsers", "nobody-tcmscan"]
+    p = subprocess.Popen([*args, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(address, port)
+    except TimeoutError:
+        stop_process(p)
+        raise
+    return p
