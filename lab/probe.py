@@ -44,7 +44,34 @@ def snmp_answers(address: str, community: str = "public", timeout: float = 1.0) 
     return data[:1] == b"\x30" and req_id.to_bytes(4, "big") in data
 
 
+def _udp_answer(address: str, port: int, request: bytes, timeout: float) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(request, (address, port))
+            return s.recvfrom(4096)[0]
+        except OSError:
+            return b""
+
+
+def tftp_answers(address: str, timeout: float = 1.0) -> bool:
+    """A read request for a name no server holds: TFTP answers ERROR (opcode 5), any TFTP server at all."""
+    name = f"lab-ready-{os.urandom(4).hex()}".encode()
+    return _udp_answer(address, 69, b"\x00\x01" + name + b"\x00octet\x00", timeout)[:2] == b"\x00\x05"
+
+
+def rmcp_answers(address: str, timeout: float = 1.0) -> bool:
+    """An ASF presence ping (RMCP class 6, DMTF IANA 4542): a BMC answers with a presence pong (type 0x40)."""
+    ping = b"\x06\x00\xff\x06" + b"\x00\x00\x11\xbe" + b"\x80\x00\x00\x00"
+    data = _udp_answer(address, 623, ping, timeout)
+    return len(data) >= 9 and data[:1] == b"\x06" and data[8] == 0x40
+
+
 def service_ready(address: str, svc: Service) -> bool:
     if svc.probe == "snmp":
         return snmp_answers(address)
+    if svc.probe == "tftp":
+        return tftp_answers(address)
+    if svc.probe == "rmcp":
+        return rmcp_answers(address)
     return tcp_open(address, svc.port)

@@ -209,6 +209,17 @@ def _services_from(host: dict, names: dict[int, str]) -> list[Service]:
     return out
 
 
+def _confirmed_udp(address: str, host: dict) -> list[Service]:
+    """UDP ports nmap leaves open|filtered that our own probe can confirm: TFTP answers from a new port, which
+    nmap does not match to its probe."""
+    from scanner.sdk.probes import tftp_answers
+
+    unsure = {int(p) for p, d in host.get("udp", {}).items() if d.get("state") == "open|filtered"}
+    if 69 in unsure and tftp_answers(address, 69):
+        return [Service(port=69, proto="udp", name="tftp", source="probe")]
+    return []
+
+
 def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int] | None = None) -> list[Service]:
     """Open ports and services of one host. Two passes: find open ports fast, then -sV on those that
     are not DICOM/HL7 (nmap's probes take minutes there; our own checks identify them)."""
@@ -228,7 +239,7 @@ def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int
         kind += " -sU"
         ports += ",U:" + ",".join(map(str, hp["udp"]))
     host = _nmap_scan(address, f"{kind} -Pn -n -T4 --max-retries 1 --host-timeout 300s -p {ports}")
-    services = _services_from(host, names)
+    services = _services_from(host, names) + _confirmed_udp(address, host)
     probe = [s.port for s in services if s.proto == "tcp" and s.port not in hp["no_version_probe"]]
     if probe:
         v = _nmap_scan(address, f"-sT -sV --version-light -Pn -n -T4 --host-timeout 300s -p T:"

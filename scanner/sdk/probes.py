@@ -368,3 +368,22 @@ def identify(address: str, port: int, expected: str = "", timeout: float = 3.0) 
         if found:
             return found
     return None
+
+
+def tftp_answers(address: str, port: int = 69, timeout: float = 2.0) -> bool:
+    """Is a TFTP server on `port`/udp?  One read request for a random name no server holds; any TFTP server
+    answers ERROR (opcode 5) or DATA (3) -- from a new port of its own (RFC 1350 transfer ids), which is why
+    nmap -sU, matching answers by port, reports it open|filtered.  A read, and of nothing."""
+    name = f"tcmscan-{secrets.token_hex(6)}".encode()
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(b"\x00\x01" + name + b"\x00octet\x00", (address, port))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                data, (peer, _port) = s.recvfrom(1024)
+                if peer == address and data[:2] in (b"\x00\x03", b"\x00\x05"):
+                    return True
+        except OSError:
+            return False
+    return False

@@ -127,12 +127,31 @@ def test_inventory_and_credentials_files(lab: dict[str, Any]) -> None:
         ("modality", "10.77.0.21", "clinical"), ("hl7", "10.77.0.22", "clinical"),
         ("pump", "10.77.0.23", "clinical"), ("backup", "10.77.0.30", "server"),
         ("portal", "10.77.0.40", "internet"), ("hardened", "10.77.0.50", "server"),
-        ("sm-gw", "10.77.0.60", "internet")] + [   # the hostile hosts: inventoried, as a hospital lists what it owns
+        ("sm-gw", "10.77.0.60", "internet")] + [
+        ("netcfg", "10.77.0.3", "management"),
+        ("dc", "10.77.0.12", "server"),
+        ("filesrv", "10.77.0.13", "server"),
+        ("filesrv-sec", "10.77.0.14", "server"),
+        ("imaging-ws", "10.77.0.24", "clinical"),
+        ("imaging-sec", "10.77.0.25", "clinical"),
+        ("bmc", "10.77.0.26", "management"),
+        ("pacs-web", "10.77.0.27", "clinical"),
+        ("pacs-web-sec", "10.77.0.28", "clinical"),
+        ("appsrv", "10.77.0.32", "server"),
+        ("appsrv-sec", "10.77.0.33", "server"),
+        ("pg-his", "10.77.0.34", "server"),
+        ("db-sec", "10.77.0.35", "server"),
+        ("ward-broker", "10.77.0.36", "clinical"),
+        ("broker-sec", "10.77.0.37", "clinical"),
+        ("research", "10.77.0.41", "server"),
+        ("research-sec", "10.77.0.42", "server")] + [   # the hostile hosts: inventoried, as a hospital lists what it owns
         (name, f"10.77.0.{70 + i}", "server")
         for i, name in enumerate(("tarpit", "drip", "flood", "reset", "garble", "absurd", "oddssh", "flapper"))]
     creds = yaml.safe_load(Path(lab["credentials"]).read_text(encoding="utf-8"))
     assert creds == {"credentials": [{"match": "10.77.0.0/24", "type": "ssh", "user": "root",
-                                      "key_file": KEY, "port": 22, "sudo": False}]}
+                                      "key_file": KEY, "port": 22, "sudo": False},
+                                     {"match": "10.77.0.12", "type": "ldap", "user": "audit@hospital.lab",
+                                      "password": "Lab#Dc-Audit-2024!x", "ca_file": CA}]}
     assert Path(lab["credentials"]).stat().st_mode & 0o077 == 0
 
 

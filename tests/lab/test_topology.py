@@ -25,6 +25,24 @@ EXPECTED_HOSTS = [
     ("portal", "10.77.0.40", "portal", "server", "internet", ["ssh/22", "http/80", "https/443"]),
     ("hardened", "10.77.0.50", "LIS", "server", "server", ["ssh/22", "https/443"]),
     ("sm-gw", "10.77.0.60", "portal", "server", "internet", ["ssh/22", "tls-shangmi/443"]),
+    # issues 15-17: Windows/directory, remote access, data exposure (each weak host with a `-sec` twin)
+    ("netcfg", "10.77.0.3", "provisioning-server", "server", "management", ["ssh/22", "tftp/69udp"]),
+    ("dc", "10.77.0.12", "domain-controller", "server", "server", ["ssh/22", "msrpc/135", "ldap/389", "microsoft-ds/445", "ldaps/636", "globalcatLDAP/3268"]),
+    ("filesrv", "10.77.0.13", "file-server", "server", "server", ["ssh/22", "microsoft-ds/445"]),
+    ("filesrv-sec", "10.77.0.14", "file-server", "server", "server", ["ssh/22", "microsoft-ds/445"]),
+    ("imaging-ws", "10.77.0.24", "imaging-workstation", "medical-device", "clinical", ["ssh/22", "ms-wbt-server/3389", "vnc/5900"]),
+    ("imaging-sec", "10.77.0.25", "imaging-workstation", "medical-device", "clinical", ["ssh/22", "vnc/5900"]),
+    ("bmc", "10.77.0.26", "bmc", "network-device", "management", ["ssh/22", "asf-rmcp/623udp"]),
+    ("pacs-web", "10.77.0.27", "PACS-web", "server", "clinical", ["ssh/22", "http/8042"]),
+    ("pacs-web-sec", "10.77.0.28", "PACS-web", "server", "clinical", ["ssh/22", "http/8042"]),
+    ("appsrv", "10.77.0.32", "middleware", "server", "server", ["ssh/22", "http-proxy/8080"]),
+    ("appsrv-sec", "10.77.0.33", "middleware", "server", "server", ["ssh/22", "http-proxy/8080"]),
+    ("pg-his", "10.77.0.34", "HIS-reporting-db", "server", "server", ["ssh/22", "postgresql/5432"]),
+    ("db-sec", "10.77.0.35", "LIS-db", "server", "server", ["ssh/22", "mysql/3306"]),
+    ("ward-broker", "10.77.0.36", "nurse-call-broker", "server", "clinical", ["ssh/22", "mqtt/1883"]),
+    ("broker-sec", "10.77.0.37", "nurse-call-broker", "server", "clinical", ["ssh/22", "secure-mqtt/8883"]),
+    ("research", "10.77.0.41", "research-platform", "server", "server", ["ssh/22", "fhir/8080", "kibana/5601", "elasticsearch/9200"]),
+    ("research-sec", "10.77.0.42", "research-platform", "server", "server", ["ssh/22", "fhir/8080", "kibana/5601", "elasticsearch/9200"]),
 ]
 
 
@@ -65,9 +83,12 @@ def test_inventory_generated_from_topology() -> None:
 
 
 def test_credentials_generated_from_topology() -> None:
-    assert manager.credentials(load()) == {"credentials": [{
-        "match": "10.77.0.0/24", "type": "ssh", "user": "root",
-        "key_file": "/var/lib/tcmscan-lab/scanner_ed25519", "port": 22, "sudo": False}]}
+    assert manager.credentials(load()) == {"credentials": [
+        {"match": "10.77.0.0/24", "type": "ssh", "user": "root", "key_file": "/var/lib/tcmscan-lab/scanner_ed25519",
+         "port": 22, "sudo": False},
+        # the domain controller's read-only directory account; LDAPS verified against the lab CA
+        {"match": "10.77.0.12", "type": "ldap", "user": "audit@hospital.lab", "password": "Lab#Dc-Audit-2024!x",
+         "ca_file": "/var/lib/tcmscan-lab/pki/ca.pem"}]}
 
 
 def test_compose_file_in_sync() -> None:

@@ -1,4 +1,4 @@
-"""lab hl7: a small MLLP listener on 2575 that ACKs (MSA|AA) any HL7 v2 message.
+"""lab hl7: a small MLLP listener that ACKs (MSA|AA) any HL7 v2 message, on each port named (2575 by default).
 
 Planted: no authentication, no TLS.  It parses only MSH to build the ACK and keeps
 nothing it receives.
@@ -60,8 +60,13 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main() -> None:
-    with Server(("0.0.0.0", 2575), MLLPHandler) as srv:
-        srv.serve_forever()
+    import sys
+    import threading
+    ports = [int(p) for p in sys.argv[1:]] or [2575]
+    servers = [Server(("0.0.0.0", port), MLLPHandler) for port in ports]
+    for srv in servers[1:]:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
 
 
 if __name__ == "__main__":
