@@ -8,7 +8,11 @@ simple bind as `cn=tcmscan-probe-<hex>,<naming context>` with a random password:
 no account is locked, and the answer says whether the server processes passwords sent in clear
 (invalidCredentials) or refuses them without TLS (confidentialityRequired, strongerAuthRequired: AD's "LDAP server
 signing requirements = Require signing", OpenLDAP's `security simple_bind=`). Never retried, nothing written.
-Facts only; data.ldap.anonymous-read, crypto.ldap.cleartext-bind and hardening.ldap.anonymous-bind judge.
+On a domain controller the same answer also tells whether LDAP signing is required (`ldap_signing`): with
+"Require signing" (LDAPServerIntegrity=2; Samba: ldap server require strong auth = yes) AD refuses every simple
+bind on a connection without TLS with strongerAuthRequired, so a processed bind (invalidCredentials) means signing
+is not required. Facts only; data.ldap.anonymous-read, crypto.ldap.cleartext-bind and
+crypto.ldap.signing-not-required judge.
 Observation key `directory` (docs/checks/ldap.md).
 """
 
@@ -47,6 +51,26 @@ ROOT_ATTRIBUTES = ["namingContexts", "defaultNamingContext", "supportedLDAPVersi
                    "isGlobalCatalogReady"]
 # strongerAuthRequired, confidentialityRequired, unwillingToPerform (simple binds off): RFC 4511 4.1.9, 4.2.2
 REFUSED_IN_CLEAR = (8, 13, 53)
+STRONGER_AUTH_REQUIRED, INVALID_CREDENTIALS = 8, 49
+
+
+def ldap_signing(root: dict, probe_result: int) -> dict:
+    """Whether a domain controller requires LDAP signing, read from the cleartext simple-bind probe.
+
+    Microsoft ("Domain controller: LDAP server signing requirements"): with Require signing, "LDAP simple binds not
+    using SSL/TLS are rejected" (strongerAuthRequired, "The server requires binds to turn on integrity checking");
+    with None, a simple bind in clear is processed (invalidCredentials for our made-up entry). Samba's
+    `ldap server require strong auth = yes` answers the same. Only judged on a domain controller (root DSE
+    publishes domainControllerFunctionality): on OpenLDAP a refusal means `security simple_bind`, not signing.
+    Any other answer (13, 53, a closed connection) says nothing: null.
+    """
+    dc = bool(root.get("readable") and root.get("domain_controller"))
+    required = None
+    if dc and probe_result == STRONGER_AUTH_REQUIRED:
+        required = True
+    elif dc and probe_result == INVALID_CREDENTIALS:
+        required = False
+    return {"domain_controller": dc, "required": required, "basis": "cleartext simple bind"}
 
 
 def _result(s: Session) -> dict:
@@ -125,4 +149,5 @@ def run(ctx: CheckContext) -> list[Observation]:
         "naming_contexts": contexts,
         "user_entries": sum(counted) if counted else None,
         "cleartext_bind": {"refused": probe["result"] in REFUSED_IN_CLEAR, **probe, "dn": probe_dn},
+        "ldap_signing": ldap_signing(root, probe["result"]),
     })]
