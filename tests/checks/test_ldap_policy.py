@@ -14,7 +14,7 @@ import yaml
 from tests.checks.samba_dc import AUDIT_PASSWORD, AUDIT_USER, need_samba_dc, remove, start_dc
 from tests.helpers import observations, scan
 
-WEAK, HARDENED = "127.15.0.30", "127.15.0.31"
+WEAK, HARDENED = "127.25.0.30", "127.25.0.31"
 ROOT = Path(__file__).resolve().parents[2]
 RULES = {r["id"] for f in ("accounts-ad.yaml", "ldap.yaml")
          for r in yaml.safe_load((ROOT / "baselines/profiles/tcm-2024-l3/rules" / f).read_text())["rules"]}
@@ -46,7 +46,7 @@ def policy_scan(dcs, tmp_path_factory):
          "ca_file": str(dc.ca_file)} for a, dc in dcs.items()]}), encoding="utf-8")
     creds.chmod(0o600)
     db = tmp / "scan.db"
-    scan_id, found = scan([WEAK, HARDENED], scope=["127.15.0.0/24"], db=db, checks=["ldap"],
+    scan_id, found = scan([WEAK, HARDENED], scope=["127.25.0.0/24"], db=db, checks=["ldap"],
                           credentials=str(creds), extra=["--no-ping", "--ports", "389"])
     obs = {(o["address"], o["check_id"]): o for o in observations(db, scan_id)}
     return found, obs
@@ -65,6 +65,11 @@ def test_weak_domain_facts(policy_scan):
     assert d["lockout_policy"]["threshold"] == 0
     assert d["domain_admins"] == ["Administrator", "pacs-admin", "wangwu"]
     assert d["enterprise_admins"] == ["Administrator"]
+    admin = {"enabled": True, "mail": False, "exchange_mailbox": False, "protected_users": False}
+    assert d["admin_accounts"] == [
+        {"name": "Administrator", "groups": ["Domain Admins", "Enterprise Admins"], **admin},
+        {"name": "pacs-admin", "groups": ["Domain Admins"], **admin},
+        {"name": "wangwu", "groups": ["Domain Admins"], **admin, "mail": True}]
     acc = _accounts(d)
     assert acc["zhangsan"]["last_logon"] == "2012-12-14T23:06:40Z"
     assert (acc["lisi"]["password_never_expires"], acc["guahao"]["password_not_required"]) == (True, True)
@@ -84,6 +89,12 @@ def test_hardened_domain_facts(policy_scan):
                                     "min_age_days": 1.0}
     assert d["lockout_policy"] == {"threshold": 5, "duration_minutes": 30.0, "window_minutes": 30.0}
     assert d["domain_admins"] == ["admin-wang", "Administrator"]
+    # zhang.san has a mail address but is no admin: not listed
+    assert d["admin_accounts"] == [
+        {"name": "admin-wang", "groups": ["Domain Admins"], "enabled": True, "mail": False,
+         "exchange_mailbox": False, "protected_users": True},
+        {"name": "Administrator", "groups": ["Domain Admins", "Enterprise Admins"], "enabled": True, "mail": False,
+         "exchange_mailbox": False, "protected_users": False}]
 
 
 def test_findings_fire_on_the_weak_domain_and_not_on_its_twin(policy_scan):
@@ -92,7 +103,12 @@ def test_findings_fire_on_the_weak_domain_and_not_on_its_twin(policy_scan):
     assert set(ours) == {(WEAK, r) for r in (
         "accounts.ad.password-policy", "accounts.ad.no-lockout", "accounts.ad.password-never-expires",
         "accounts.ad.no-password-required", "accounts.ad.stale-account", "accounts.ad.too-many-admins",
-        "accounts.ad.generic-account", "crypto.ldap.cleartext-bind")}
+        "accounts.ad.generic-account", "accounts.ad.admin-everyday-use", "crypto.ldap.cleartext-bind",
+        "crypto.ldap.signing-not-required")}
+    assert ours[(WEAK, "accounts.ad.admin-everyday-use")] == {
+        "accounts": ["wangwu"], "admin_count": 3, "not_protected_users": ["Administrator", "pacs-admin", "wangwu"]}
+    assert ours[(WEAK, "crypto.ldap.signing-not-required")] == {
+        "required": False, "bind_result": "invalidCredentials", "dns_host_name": "dc1.tcm.test"}
     assert ours[(WEAK, "accounts.ad.password-never-expires")] == {"accounts": ["lisi"]}
     assert ours[(WEAK, "accounts.ad.no-password-required")] == {"accounts": ["guahao"]}
     assert ours[(WEAK, "accounts.ad.stale-account")] == {"accounts": ["zhangsan"]}
@@ -108,6 +124,9 @@ def test_cleartext_bind_facts_on_the_domain_controllers(policy_scan):
     assert weak["root_dse"]["domain_controller"] is True and weak["root_dse"]["vendor"].startswith("Samba Team")
     assert (weak["cleartext_bind"]["refused"], weak["cleartext_bind"]["result"]) == (False, 49)
     assert (hard["cleartext_bind"]["refused"], hard["cleartext_bind"]["result"]) == (True, 8)
+    # 'require strong auth = no' on the weak DC: signing not required; 'yes' on the hardened one: required
+    assert weak["ldap_signing"] == {"domain_controller": True, "required": False, "basis": "cleartext simple bind"}
+    assert hard["ldap_signing"] == {"domain_controller": True, "required": True, "basis": "cleartext simple bind"}
     # anonymous searches need a bind on AD and Samba AD: operationsError, nothing read
     assert {c["search_result"] for c in weak["naming_contexts"]} == {1} and weak["user_entries"] is None
 
@@ -156,10 +175,10 @@ def test_no_ca_no_password_sent():
     from tests.checks.hostile_loopback import context
     from tests.loopback import Listener
 
-    with Listener("127.15.0.40", 636) as ldaps:
-        store = CredentialStore([Credential(match="127.15.0.40", type="ldap", user="audit@tcm.test", password="x")])
+    with Listener("127.25.0.40", 636) as ldaps:
+        store = CredentialStore([Credential(match="127.25.0.40", type="ldap", user="audit@tcm.test", password="x")])
         with pytest.raises(CheckError) as e:
-            directory_policy.run(context("127.15.0.40", 389, "ldap", "ldap.directory-policy", timeout=10,
+            directory_policy.run(context("127.25.0.40", 389, "ldap", "ldap.directory-policy", timeout=10,
                                          credentials=store))
         assert e.value.reason == "unsupported" and "the password was not sent" in e.value.detail
         assert ldaps.accepted == 0
