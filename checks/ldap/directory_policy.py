@@ -33,7 +33,7 @@ from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, Observation,
 
 META = CheckMeta(
     id="ldap.directory-policy",
-    version="1.0",
+    version="1.1",
     title_zh="域密码与锁定策略、账户状态（只读目录账户）",
     title_en="Domain password and lockout policy and account state (read-only directory account)",
     granularity="service",

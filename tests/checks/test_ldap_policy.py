@@ -113,7 +113,8 @@ def test_findings_fire_on_the_weak_domain_and_not_on_its_twin(policy_scan):
     assert ours[(WEAK, "accounts.ad.admin-everyday-use")] == {
         "accounts": ["wangwu"], "admin_count": 3, "not_protected_users": ["Administrator", "pacs-admin", "wangwu"]}
     assert ours[(WEAK, "crypto.ldap.signing-not-required")] == {
-        "required": False, "bind_result": "invalidCredentials", "dns_host_name": "dc1.tcm.test"}
+        "required": False, "basis": "unsigned SASL bind", "bind_result": "invalidCredentials",
+        "dns_host_name": "dc1.tcm.test"}
     assert ours[(WEAK, "accounts.ad.password-never-expires")] == {"accounts": ["lisi"]}
     assert ours[(WEAK, "accounts.ad.no-password-required")] == {"accounts": ["guahao"]}
     assert ours[(WEAK, "accounts.ad.stale-account")] == {"accounts": ["zhangsan"]}
@@ -129,9 +130,13 @@ def test_cleartext_bind_facts_on_the_domain_controllers(policy_scan):
     assert weak["root_dse"]["domain_controller"] is True and weak["root_dse"]["vendor"].startswith("Samba Team")
     assert (weak["cleartext_bind"]["refused"], weak["cleartext_bind"]["result"]) == (False, 49)
     assert (hard["cleartext_bind"]["refused"], hard["cleartext_bind"]["result"]) == (True, 8)
-    # 'require strong auth = no' on the weak DC: signing not required; 'yes' on the hardened one: required
-    assert weak["ldap_signing"] == {"domain_controller": True, "required": False, "basis": "cleartext simple bind"}
-    assert hard["ldap_signing"] == {"domain_controller": True, "required": True, "basis": "cleartext simple bind"}
+    # the anonymous NTLM SASL bind without signing: accepted with 'require strong auth = no', refused with 'yes'
+    assert weak["unsigned_sasl_bind"] == {"accepted": True, "result": 0, "description": "success", "message": "",
+                                          "stage": "bind"}
+    assert hard["unsigned_sasl_bind"] == {"accepted": False, "result": 8, "description": "strongerAuthRequired",
+                                          "message": "SASL:[GSS-SPNEGO]: Sign or Seal are required.", "stage": "bind"}
+    assert weak["ldap_signing"] == {"domain_controller": True, "required": False, "basis": "unsigned SASL bind"}
+    assert hard["ldap_signing"] == {"domain_controller": True, "required": True, "basis": "unsigned SASL bind"}
     # anonymous searches need a bind on AD and Samba AD: operationsError, nothing read
     assert {c["search_result"] for c in weak["naming_contexts"]} == {1} and weak["user_entries"] is None
 
