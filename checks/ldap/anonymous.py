@@ -8,7 +8,12 @@ simple bind as `cn=tcmscan-probe-<hex>,<naming context>` with a random password:
 no account is locked, and the answer says whether the server processes passwords sent in clear
 (invalidCredentials) or refuses them without TLS (confidentialityRequired, strongerAuthRequired: AD's "LDAP server
 signing requirements = Require signing", OpenLDAP's `security simple_bind=`). Never retried, nothing written.
-Facts only; data.ldap.anonymous-read, crypto.ldap.cleartext-bind and hardening.ldap.anonymous-bind judge.
+Then one more bind on the same connection: an anonymous NTLM logon through SASL GSS-SPNEGO (RFC 4178) that does
+not negotiate signing (no NTLMSSP_NEGOTIATE_SIGN, no password, no name): a server that requires LDAP signing
+refuses it with strongerAuthRequired, one that does not accepts it (an anonymous session). With the simple-bind
+answer this gives `ldap_signing` on a domain controller: "Require signing" (LDAPServerIntegrity=2; Samba: ldap
+server require strong auth = yes) refuses unsigned SASL binds and simple binds without TLS. Facts only;
+data.ldap.anonymous-read, crypto.ldap.cleartext-bind and crypto.ldap.signing-not-required judge.
 Observation key `directory` (docs/checks/ldap.md).
 """
 
@@ -17,14 +22,17 @@ from __future__ import annotations
 import re
 import secrets
 
+from impacket.ntlm import getNTLMSSPType1, getNTLMSSPType3
+from impacket.spnego import SPNEGO_NegTokenInit, SPNEGO_NegTokenResp, TypesMech
 from ldap3 import BASE, SUBTREE
+from ldap3.protocol.sasl.sasl import send_sasl_negotiation
 
 from checks.ldap._session import Session
-from scanner.sdk import CheckContext, CheckMeta, Observation
+from scanner.sdk import CheckContext, CheckError, CheckMeta, Observation
 
 META = CheckMeta(
     id="ldap.anonymous",
-    version="1.0",
+    version="1.1",
     title_zh="LDAP目录匿名访问与明文简单绑定",
     title_en="LDAP directory: anonymous access and cleartext simple bind",
     granularity="service",
@@ -35,7 +43,8 @@ META = CheckMeta(
     safe_mode_opt_in="ldap_bind_allowed",
     timeout=40.0,
     description="Anonymous bind, root DSE, anonymous subtree search per naming context (DNs of person/user entries, "
-                "counted), one simple bind as a non-existent entry with a random password.",
+                "counted), one simple bind as a non-existent entry with a random password, one anonymous NTLM "
+                "SASL bind without signing.",
 )
 MAX_USERS = 1000              # AD's MaxPageSize: an unpaged search stops there anyway
 MAX_CONTEXTS = 8
@@ -47,6 +56,69 @@ ROOT_ATTRIBUTES = ["namingContexts", "defaultNamingContext", "supportedLDAPVersi
                    "isGlobalCatalogReady"]
 # strongerAuthRequired, confidentialityRequired, unwillingToPerform (simple binds off): RFC 4511 4.1.9, 4.2.2
 REFUSED_IN_CLEAR = (8, 13, 53)
+STRONGER_AUTH_REQUIRED, INVALID_CREDENTIALS = 8, 49
+
+
+SUCCESS = 0
+SASL_BIND_IN_PROGRESS = 14
+
+
+def ldap_signing(root: dict, probe_result: int, sasl_result: int | None) -> dict:
+    """Whether a domain controller requires LDAP signing: from the unsigned SASL bind when it answered 0 or 8, else
+    from the cleartext simple-bind probe.
+
+    Microsoft ("Domain controller: LDAP server signing requirements"): with Require signing the DC rejects SASL
+    binds that do not request signing and "LDAP simple binds not using SSL/TLS" (strongerAuthRequired, "The server
+    requires binds to turn on integrity checking"); with None both are processed (the anonymous NTLM bind
+    succeeds, the made-up simple bind gets invalidCredentials). Samba's `ldap server require strong auth = yes`
+    answers the same ("SASL:[GSS-SPNEGO]: Sign or Seal are required."). Only judged on a domain controller (the
+    root DSE publishes domainControllerFunctionality): on OpenLDAP a refusal means `security simple_bind`, not
+    signing. Any other pair of answers says nothing: null.
+    """
+    dc = bool(root.get("readable") and root.get("domain_controller"))
+    required, basis = None, ""
+    if dc and sasl_result in (SUCCESS, STRONGER_AUTH_REQUIRED):
+        required, basis = sasl_result == STRONGER_AUTH_REQUIRED, "unsigned SASL bind"
+    elif dc and probe_result in (INVALID_CREDENTIALS, STRONGER_AUTH_REQUIRED):
+        required, basis = probe_result == STRONGER_AUTH_REQUIRED, "cleartext simple bind"
+    return {"domain_controller": dc, "required": required, "basis": basis}
+
+
+def _sasl_leg(s: Session, payload: bytes) -> dict:
+    s.call("unsigned SASL bind", send_sasl_negotiation, s.conn, None, payload)
+    r = s.conn.result or {}
+    return {**_result(s), "creds": r.get("saslCreds") or b""}
+
+
+def _unsigned_sasl_bind(s: Session) -> dict:
+    """An anonymous NTLM logon through SASL GSS-SPNEGO without signing; its final LDAP result.
+
+    Two binds on our connection (ldap3 sends them; impacket builds the NTLMSSP and SPNEGO tokens): NEGOTIATE
+    without NTLMSSP_NEGOTIATE_SIGN/SEAL, then an anonymous AUTHENTICATE (empty name and responses: no secret is
+    sent, no account is tried, nothing can lock). A broken exchange is recorded, not raised: the facts read before
+    stay. `stage` says where it ended: mechanism (the first leg was refused), challenge (unreadable), bind (the
+    final answer).
+    """
+    s.conn.sasl_mechanism = "GSS-SPNEGO"
+    try:
+        negotiate = getNTLMSSPType1("", "", signingRequired=False, use_ntlmv2=True)
+        init = SPNEGO_NegTokenInit()
+        init["MechTypes"] = [TypesMech["NTLMSSP - Microsoft NTLM Security Support Provider"]]
+        init["MechToken"] = negotiate.getData()
+        first = _sasl_leg(s, init.getData())
+        if first["result"] != SASL_BIND_IN_PROGRESS:
+            return {**{k: v for k, v in first.items() if k != "creds"}, "stage": "mechanism"}
+        try:
+            challenge = SPNEGO_NegTokenResp(bytes(first["creds"]))["ResponseToken"]
+            authenticate, _ = getNTLMSSPType3(negotiate, challenge, "", "", "", use_ntlmv2=True)
+        except Exception:  # noqa: BLE001 - impacket's parsers on the peer's bytes
+            return {"result": None, "description": "unreadable NTLM challenge", "message": "", "stage": "challenge"}
+        resp = SPNEGO_NegTokenResp()
+        resp["ResponseToken"] = authenticate.getData()
+        final = _sasl_leg(s, resp.getData())
+        return {**{k: v for k, v in final.items() if k != "creds"}, "stage": "bind"}
+    except CheckError as e:
+        return {"result": None, "description": e.reason, "message": e.detail[:160], "stage": "exchange"}
 
 
 def _result(s: Session) -> dict:
@@ -115,6 +187,7 @@ def run(ctx: CheckContext) -> list[Observation]:
         s.conn.authentication = "SIMPLE"
         s.call("simple bind", s.conn.bind)
         probe = _result(s)
+        sasl = _unsigned_sasl_bind(s)
     finally:
         s.close()
     counted = [c["user_entries"] for c in contexts if c["user_entries"] is not None]
@@ -125,4 +198,6 @@ def run(ctx: CheckContext) -> list[Observation]:
         "naming_contexts": contexts,
         "user_entries": sum(counted) if counted else None,
         "cleartext_bind": {"refused": probe["result"] in REFUSED_IN_CLEAR, **probe, "dn": probe_dn},
+        "unsigned_sasl_bind": {"accepted": sasl["result"] == SUCCESS, **sasl},
+        "ldap_signing": ldap_signing(root, probe["result"], sasl["result"]),
     })]

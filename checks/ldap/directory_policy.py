@@ -5,14 +5,18 @@ The password goes only over TLS: LDAPS (port 636, or the credential's `port`), t
 the credential's `ca_file` or the scan's `--ca-file`. Without either, the check says so and sends nothing, unless
 the credential sets `insecure_tls: true` (an unverified certificate: a man in the middle could read the password).
 One simple bind, never retried (no lockout); then reads only: the domain object, the Domain Admins and Enterprise
-Admins groups' direct members, and every user account (paged, at most MAX_ACCOUNTS). Facts only; the rules
+Admins groups' direct members (and Protected Users', to say which
+admins are in it), and every user account (paged, at most MAX_ACCOUNTS). Facts only; the rules
 accounts.ad.* judge them against the baseline's thresholds.
 Observation key `policy` (docs/checks/ldap.md#ldapdirectory-policy):
     domain, password_policy {min_length, complexity, history, max_age_days (null: never), min_age_days},
     lockout_policy {threshold (0: never locks), duration_minutes (null: until an administrator unlocks),
                     window_minutes},
     domain_admins, enterprise_admins: [sAMAccountName], accounts: [{name, enabled, password_never_expires,
-    password_not_required, last_logon (ISO | null), created (ISO | null)}], accounts_total, truncated
+    password_not_required, last_logon (ISO | null), created (ISO | null)}], accounts_total, truncated,
+    admin_accounts: [{name, groups, enabled, mail, exchange_mailbox, protected_users}]: every direct member of
+    Domain Admins or Enterprise Admins, whether it has a mailbox (a `mail` address, an Exchange mailbox GUID) and
+    whether it is a direct member of Protected Users (-525). accounts.ad.admin-everyday-use reads this.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, Observation,
 
 META = CheckMeta(
     id="ldap.directory-policy",
-    version="1.0",
+    version="1.1",
     title_zh="域密码与锁定策略、账户状态（只读目录账户）",
     title_en="Domain password and lockout policy and account state (read-only directory account)",
     granularity="service",
@@ -50,6 +54,7 @@ NEVER = -0x8000000000000000     # AD's "never" for an interval
 POLICY_ATTRS = ["minPwdLength", "pwdProperties", "pwdHistoryLength", "maxPwdAge", "minPwdAge", "lockoutThreshold",
                 "lockoutDuration", "lockOutObservationWindow", "objectSid"]
 USER_ATTRS = ["sAMAccountName", "userAccountControl", "lastLogonTimestamp", "whenCreated"]
+MEMBER_ATTRS = ["sAMAccountName", "userAccountControl", "mail", "msExchMailboxGuid"]
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 
@@ -151,18 +156,35 @@ def _entries(s: Session) -> list[dict]:
     return [r for r in s.conn.response or [] if r.get("type") == "searchResEntry"]
 
 
-def _members(s: Session, sid: str) -> list[str]:
-    """sAMAccountNames of the direct members of the group with this SID."""
+def _members(s: Session, sid: str) -> list[dict]:
+    """The direct members of the group with this SID: sAMAccountName (the DN when unreadable), enabled, and whether
+    a mailbox is attached (`mail`, Exchange's msExchMailboxGuid: present or not, the address is not kept)."""
     s.call("group", s.conn.search, s.base, f"(objectSid={sid})", search_scope=SUBTREE, attributes=["member"])
     groups = _entries(s)
     if not groups:
         return []
-    names = []
+    members = []
     for dn in [m.decode("utf-8", "replace") for m in _raw(groups[0], "member")][:1000]:
-        s.call("member", s.conn.search, dn, "(objectClass=*)", search_scope=BASE, attributes=["sAMAccountName"])
+        s.call("member", s.conn.search, dn, "(objectClass=*)", search_scope=BASE, attributes=MEMBER_ATTRS)
         got = _entries(s)
-        names.append((_text(got[0], "sAMAccountName") if got else None) or dn)
-    return sorted(names, key=str.lower)
+        e = got[0] if got else {}
+        uac = integer(_text(e, "userAccountControl")) if e else None
+        members.append({"name": ((_text(e, "sAMAccountName") if e else None) or dn)[:200],
+                        "enabled": None if uac is None else not uac & UAC_DISABLED,
+                        "mail": bool(e and _raw(e, "mail")),
+                        "exchange_mailbox": bool(e and _raw(e, "msExchMailboxGuid"))})
+    return sorted(members, key=lambda m: m["name"].lower())
+
+
+def admin_accounts(domain_admins: list[dict], enterprise_admins: list[dict], protected: list[dict]) -> list[dict]:
+    """One entry per direct Domain Admins / Enterprise Admins member, with the groups that make it an admin."""
+    protected_names = {m["name"] for m in protected}
+    out: dict[str, dict] = {}
+    for group, members in (("Domain Admins", domain_admins), ("Enterprise Admins", enterprise_admins)):
+        for m in members:
+            a = out.setdefault(m["name"], {**m, "groups": [], "protected_users": m["name"] in protected_names})
+            a["groups"].append(group)
+    return sorted(out.values(), key=lambda a: a["name"].lower())
 
 
 def run(ctx: CheckContext) -> list[Observation]:
@@ -203,6 +225,7 @@ def run(ctx: CheckContext) -> list[Observation]:
                           "window_minutes": interval_minutes(_text(d, "lockOutObservationWindow"))}
         domain_admins = _members(s, f"{domain_sid}-512")
         enterprise_admins = _members(s, f"{domain_sid}-519")
+        protected_users = _members(s, f"{domain_sid}-525")
 
         accounts, total, cookie = [], 0, None
         while True:
@@ -227,6 +250,8 @@ def run(ctx: CheckContext) -> list[Observation]:
     accounts.sort(key=lambda a: a["name"].lower())
     return [ctx.observation("policy", {
         "domain": s.base, "password_policy": password_policy, "lockout_policy": lockout_policy,
-        "domain_admins": domain_admins, "enterprise_admins": enterprise_admins,
+        "domain_admins": [m["name"] for m in domain_admins],
+        "enterprise_admins": [m["name"] for m in enterprise_admins],
+        "admin_accounts": admin_accounts(domain_admins, enterprise_admins, protected_users),
         "accounts": accounts, "accounts_total": total, "truncated": total > len(accounts) or bool(cookie),
     })]

@@ -18,7 +18,7 @@ ROLE_CLASS = {
     "infusion-pump": "medical-device", "patient-monitor": "medical-device", "medical-device": "medical-device",
     "network-device": "network-device", "switch": "network-device", "router": "network-device",
     "firewall": "network-device", "workstation": "workstation", "portal": "server",
-    "backup-server": "server", "server": "server",
+    "backup-server": "server", "server": "server", "domain-controller": "server",
 }
 
 

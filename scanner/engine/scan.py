@@ -18,6 +18,7 @@ from scanner.assess.evaluate import evaluate_scan
 from scanner.core.errors import TcmscanError, UsageError
 from scanner.core.models import Asset, Service
 from scanner.core.scope import Scope
+from scanner.engine.assets import refine_from_observations
 from scanner.engine.discovery import find_live_hosts, privileged, scan_services
 from scanner.engine.inventory import Inventory, InventoryEntry, class_for_role, load_inventory
 from scanner.engine.plugins import Registry, load_registry
@@ -164,6 +165,7 @@ def _continue(scan_id: str, store: Store, *, creds: CredentialStore, profile: Pr
         store.update_scan(scan_id, phase="ran")
         phase = "ran"
     if phase == "ran":
+        refine_stored(scan_id, store, inventory)
         evaluate_stored(scan_id, store, profile)
         store.update_scan(scan_id, phase="done", status="done", finished=now_iso())
 
@@ -252,6 +254,20 @@ def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[An
 def db_waivers(store: Store) -> list[Waiver]:
     return [Waiver(rule=w["rule_id"], host=w["host"], owner=w["owner"], reason=w["reason"], expires=w["expires"],
                    port=w["port"]) for w in store.waivers()]
+
+
+def refine_stored(scan_id: str, store: Store, inventory: Inventory) -> None:
+    """After the checks: correct class and role from their facts (engine/assets.py refine_from_observations)
+    before the rules judge, and say so in the scan's events."""
+    observations = store.observations(scan_id)
+    for asset in store.assets(scan_id):
+        new = refine_from_observations(asset, observations, inventory.get(asset.address))
+        if new is None:
+            continue
+        store.update_asset_class(scan_id, new)
+        store.add_event(scan_id, now_iso(), asset.address,
+                        f"classified from check facts: class {asset.cls} -> {new.cls}, role "
+                        f"{asset.role or '-'} -> {new.role or '-'}")
 
 
 def evaluate_stored(scan_id: str, store: Store, profile: Profile, now: str | None = None) -> None:

@@ -147,6 +147,14 @@ class Store:
                 self.db["assets"].insert(_enc(d))
                 self.db["services"].insert_all([{**s, "scan_id": scan_id, "address": a.address} for s in services])
 
+    def update_asset_class(self, scan_id: str, asset: Asset) -> None:
+        """Rewrite one asset's class, class evidence, role and criticality (its services and the rest stay)."""
+        with self.tx():
+            self.db.execute("UPDATE assets SET class = ?, class_evidence = ?, role = ?, criticality = ? "
+                            "WHERE scan_id = ? AND address = ?",
+                            [asset.cls, json.dumps(asset.class_evidence, ensure_ascii=False), asset.role,
+                             asset.criticality, scan_id, asset.address])
+
     def assets(self, scan_id: str) -> list[Asset]:
         out = []
         for row in self.db["assets"].rows_where("scan_id = ?", [scan_id], order_by="address"):

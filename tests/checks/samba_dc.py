@@ -1,13 +1,16 @@
 """A real Samba AD domain controller (Debian packages samba-ad-dc, samba-ad-provision) for the directory tests,
 provisioned in a temporary directory on a loopback address of its own and started and stopped by the tests:
 `samba-tool domain provision --use-rfc2307 --targetdir=...` with NetBIOS, DNS, NTP signing, KCC and winbind off and
-`interfaces = 127.15.0.x/8` + `bind interfaces only` (every service binds that address alone; checked with ss).
+`interfaces = 127.25.0.x/8` + `bind interfaces only` (every service binds that address alone; checked with ss).
 
 weak:     the lab's plants: a weak password policy and no lockout, a stale account (lastLogonTimestamp in 2012), an
           account whose password never expires, one with PASSWD_NOTREQD, a generic shared account, two extra
-          domain admins; simple binds allowed in clear (ldap server require strong auth = no).
-hardened: a policy that meets the baseline, lockout after 5 failures for 30 minutes, personal accounts only,
-          one named administrator besides the built-in one; Samba's default strong-auth requirement.
+          domain admins, one of them with a mail address (an admin used as an everyday account); simple binds
+          allowed in clear and LDAP signing not required (ldap server require strong auth = no).
+hardened: a policy that meets the baseline, lockout after 5 failures for 30 minutes, personal accounts only
+          (one with a mail address, in no admin group), one named administrator besides the built-in one, without
+          a mailbox and in Protected Users; ldap server require strong auth = yes written out (Samba's default:
+          AD's "LDAP server signing requirements = Require signing").
 The accounts are planted offline in sam.ldb (samba-tool, and Samba's Python bindings for the attributes samba-tool
 cannot set) before the DC starts.
 """
@@ -38,8 +41,8 @@ HARD_POLICY = ["--complexity=on", "--min-pwd-length=12", "--history-length=24", 
                "--account-lockout-threshold=5", "--account-lockout-duration=30", "--reset-account-lockout-after=30"]
 # name -> plants (weak DC)
 WEAK_USERS = {"zhangsan": ("stale",), "lisi": ("never-expires",), "guahao": ("no-password-required",),
-              "nursestation": (), "pacs-admin": ("domain-admin",), "wangwu": ("domain-admin",)}
-HARD_USERS = {"zhang.san": (), "li.si": (), "admin-wang": ("domain-admin",)}
+              "nursestation": (), "pacs-admin": ("domain-admin",), "wangwu": ("domain-admin", "mail")}
+HARD_USERS = {"zhang.san": ("mail",), "li.si": (), "admin-wang": ("domain-admin", "protected-users")}
 STALE_FILETIME = 130_000_000_000_000_000     # 2012-12-14: long before any evaluation
 
 
@@ -129,11 +132,12 @@ def start_dc(tmp: Path, address: str, *, weak: bool) -> SambaDC:
                     f"--adminpass={ADMIN_PASSWORD}", f"--host-ip={address}", "--host-name=dc1",
                     *[f"--option={o}" for o in options]], check=True, capture_output=True, timeout=300)
     conf = tmp / "etc" / "smb.conf"
-    if weak:
-        # provision does not write this one: simple binds (and unsigned SASL) allowed without TLS
-        text = conf.read_text(encoding="utf-8")
-        conf.write_text(text.replace("[global]\n", "[global]\n\tldap server require strong auth = no\n", 1),
-                        encoding="utf-8")
+    # provision does not write this one. no: simple binds (and unsigned SASL) allowed without TLS; yes (the
+    # default, written out on the hardened twin): both refused, AD's LDAPServerIntegrity=2
+    strong_auth = "no" if weak else "yes"
+    text = conf.read_text(encoding="utf-8")
+    conf.write_text(text.replace("[global]\n", f"[global]\n\tldap server require strong auth = {strong_auth}\n", 1),
+                    encoding="utf-8")
 
     def tool(*args: str) -> None:
         subprocess.run([SAMBA_TOOL, *args, "-s", str(conf)], check=True, capture_output=True, timeout=120)
@@ -143,11 +147,13 @@ def start_dc(tmp: Path, address: str, *, weak: bool) -> SambaDC:
     tool("user", "create", AUDIT_USER, AUDIT_PASSWORD)
     plants: list[str] = []
     for name, marks in users.items():
-        tool("user", "create", name, PASSWORD)
+        tool("user", "create", name, PASSWORD, *([f"--mail-address={name}@tcm.test"] if "mail" in marks else []))
         if "never-expires" in marks:
             tool("user", "setexpiry", name, "--noexpiry")
         if "domain-admin" in marks:
             tool("group", "addmembers", "Domain Admins", name)
+        if "protected-users" in marks:
+            tool("group", "addmembers", "Protected Users", name)
         if "stale" in marks:
             plants.append(f"{name} lastLogonTimestamp {STALE_FILETIME}")
         if "no-password-required" in marks:
@@ -163,7 +169,8 @@ def start_dc(tmp: Path, address: str, *, weak: bool) -> SambaDC:
             wait_port(address, port, timeout=60)
         listening = subprocess.run(["ss", "-Hltnup"], capture_output=True, text=True).stdout
         ours = {ln.split()[4] for ln in listening.splitlines() if "samba" in ln or "smbd" in ln}
-        foreign = [a for a in ours if a.rpartition(":")[0] not in (address,) and not a.startswith("127.15.")]
+        prefix = address.rpartition(".")[0] + "."      # the twin DC of the same test may listen on its own address
+        foreign = [a for a in ours if a.rpartition(":")[0] not in (address,) and not a.startswith(prefix)]
         assert not foreign, f"samba listens beyond {address}: {foreign}"
     except BaseException:
         stop_process(proc)

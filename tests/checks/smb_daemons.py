@@ -2,8 +2,8 @@
 a loopback address of its own with a temporary smb.conf, started and stopped by the tests (never the system
 service). No nmbd, NetBIOS off, no mDNS: nothing leaves loopback.
 
-Samba binds only addresses it finds on an interface; `interfaces = 127.15.0.x/8` matches lo's 127.0.0.1/8 and
-makes smbd bind exactly 127.15.0.x (checked below with ss), without adding an address to lo.
+Samba binds only addresses it finds on an interface; `interfaces = 127.25.0.x/8` matches lo's 127.0.0.1/8 and
+makes smbd bind exactly 127.25.0.x (checked below with ss), without adding an address to lo.
 """
 
 from __future__ import annotations

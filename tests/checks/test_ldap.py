@@ -15,9 +15,12 @@ from tests.checks.ldap_daemons import SUFFIX, USERS, need_slapd, start_slapd
 from tests.helpers import observations, scan
 from tests.loopback import pick_port
 
-WEAK, HARDENED = "127.15.0.20", "127.15.0.21"
+WEAK, HARDENED = "127.25.0.20", "127.25.0.21"
 RULES = {r["id"] for r in yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "baselines/profiles/tcm-2024-l3/rules/ldap.yaml").read_text())["rules"]}
+# slapd's Cyrus SASL has no GSS-SPNEGO: the unsigned NTLM probe ends at its first leg
+NO_SPNEGO = {"accepted": False, "result": 7, "description": "authMethodNotSupported",
+             "message": "SASL(-4): no mechanism available: Couldn't find mech GSS-SPNEGO", "stage": "mechanism"}
 SASL = ["SCRAM-SHA-512", "SCRAM-SHA-384", "SCRAM-SHA-256", "SCRAM-SHA-224", "SCRAM-SHA-1", "DIGEST-MD5", "CRAM-MD5",
         "NTLM"]
 
@@ -40,7 +43,7 @@ def slapds(tmp_path_factory):
 def ldap_scan(slapds, tmp_path_factory):
     port = slapds
     db = tmp_path_factory.mktemp("ldapscan") / "scan.db"
-    scan_id, found = scan([WEAK, HARDENED], scope=["127.15.0.0/24"], db=db, checks=["ldap"],
+    scan_id, found = scan([WEAK, HARDENED], scope=["127.25.0.0/24"], db=db, checks=["ldap"],
                           extra=["--no-ping", "--ports", str(port)])
     obs = {o["address"]: o for o in observations(db, scan_id) if o["check_id"] == "ldap.anonymous"}
     return port, found, obs
@@ -63,6 +66,9 @@ def test_weak_directory_facts(ldap_scan):
                              "search_result": 0}],
         "user_entries": len(USERS),
         "cleartext_bind": {"refused": False, "result": 49, "description": "invalidCredentials", "message": ""},
+        "unsigned_sasl_bind": NO_SPNEGO,
+        # not a domain controller: its probe answers say nothing about LDAP signing
+        "ldap_signing": {"domain_controller": False, "required": None, "basis": ""},
     }
 
 
@@ -77,6 +83,8 @@ def test_hardened_directory_facts(ldap_scan):
     assert d["user_entries"] is None
     assert {k: v for k, v in d["cleartext_bind"].items() if k != "dn"} == {
         "refused": True, "result": 13, "description": "confidentialityRequired", "message": "confidentiality required"}
+    assert d["unsigned_sasl_bind"] == NO_SPNEGO
+    assert d["ldap_signing"] == {"domain_controller": False, "required": None, "basis": ""}
 
 
 def test_findings_fire_on_the_weak_directory_and_not_on_its_twin(ldap_scan):
@@ -120,7 +128,7 @@ def tls_scan(slapds, tmp_path_factory):
     """tls.scan on the same directories: LDAP joined the STARTTLS dialogues (checks/tls/_starttls.py)."""
     port = slapds
     db = tmp_path_factory.mktemp("ldaptls") / "scan.db"
-    scan_id, found = scan([WEAK, HARDENED], scope=["127.15.0.0/24"], db=db, checks=["tls"],
+    scan_id, found = scan([WEAK, HARDENED], scope=["127.25.0.0/24"], db=db, checks=["tls"],
                           extra=["--no-ping", "--ports", str(port)])
     obs = {o["address"]: o for o in observations(db, scan_id) if o["check_id"] == "tls.scan"}
     return port, found, obs

@@ -14,7 +14,7 @@ from scanner.sdk.errors import CheckError
 from tests.checks.hostile_loopback import context
 from tests.loopback import Scripted
 
-BASE = "127.15.2"
+BASE = "127.25.2"
 PORT = 3890
 # BindResponse, messageID 1, success: what any LDAP server says first to an anonymous bind
 BIND_OK = bytes.fromhex("300c02010161070a010004000400")
@@ -85,3 +85,38 @@ def test_misbehaving_servers(name, talk, reason, detail, capsys):
         assert time.monotonic() - t0 < 3.5
     assert (e.value.reason in reason.split("|"), detail in e.value.detail) == (True, True), e.value.detail
     assert capsys.readouterr() == ("", "")
+
+
+class _FakeSession:
+    """Just enough of checks.ldap._session.Session for the unsigned SASL probe: each bind answers `answers[i]`."""
+
+    def __init__(self, answers):
+        self.answers, self.sent = list(answers), []
+
+        class Conn:
+            result: dict = {}
+            sasl_mechanism = None
+        self.conn = Conn()
+
+    def call(self, step, fn, conn, controls, payload):
+        self.sent.append(payload)
+        answer = self.answers.pop(0)
+        if isinstance(answer, CheckError):
+            raise answer
+        self.conn.result = answer
+
+
+@pytest.mark.parametrize("answers,stage,result", [
+    # the peer breaks the exchange (dropped, garbage, budget): recorded, the facts read before stay
+    ([CheckError("protocol", "LDAP unsigned SASL bind: LDAPSessionTerminatedByServerError")], "exchange", None),
+    # saslBindInProgress with a challenge that is no SPNEGO token
+    ([{"result": 14, "description": "saslBindInProgress", "message": "", "saslCreds": os.urandom(40)}],
+     "challenge", None),
+    ([{"result": 14, "description": "saslBindInProgress", "message": "", "saslCreds": b""}], "challenge", None),
+    ([{"result": 7, "description": "authMethodNotSupported", "message": "no", "saslCreds": None}], "mechanism", 7),
+])
+def test_unsigned_sasl_probe_on_bad_answers(answers, stage, result):
+    s = _FakeSession(answers)
+    got = anonymous._unsigned_sasl_bind(s)
+    assert (got["stage"], got["result"]) == (stage, result)
+    assert s.conn.sasl_mechanism == "GSS-SPNEGO" and len(s.sent) == 1

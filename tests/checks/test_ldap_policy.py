@@ -5,6 +5,7 @@ passwordsettings show` is the independent peer for the policy."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,9 +13,9 @@ import pytest
 import yaml
 
 from tests.checks.samba_dc import AUDIT_PASSWORD, AUDIT_USER, need_samba_dc, remove, start_dc
-from tests.helpers import observations, scan
+from tests.helpers import observations, scan, tcmscan
 
-WEAK, HARDENED = "127.15.0.30", "127.15.0.31"
+WEAK, HARDENED = "127.25.0.30", "127.25.0.31"
 ROOT = Path(__file__).resolve().parents[2]
 RULES = {r["id"] for f in ("accounts-ad.yaml", "ldap.yaml")
          for r in yaml.safe_load((ROOT / "baselines/profiles/tcm-2024-l3/rules" / f).read_text())["rules"]}
@@ -45,11 +46,15 @@ def policy_scan(dcs, tmp_path_factory):
         {"match": a, "type": "ldap", "user": f"{AUDIT_USER}@tcm.test", "password": AUDIT_PASSWORD,
          "ca_file": str(dc.ca_file)} for a, dc in dcs.items()]}), encoding="utf-8")
     creds.chmod(0o600)
+    # the hardened DC's inventory entry declares a (wrong) class: the inventory wins over the checks' facts
+    inventory = tmp / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump({"assets": [{"address": HARDENED, "name": "dc-b", "class": "workstation"}]}),
+                         encoding="utf-8")
     db = tmp / "scan.db"
-    scan_id, found = scan([WEAK, HARDENED], scope=["127.15.0.0/24"], db=db, checks=["ldap"],
-                          credentials=str(creds), extra=["--no-ping", "--ports", "389"])
+    scan_id, found = scan([WEAK, HARDENED], scope=["127.25.0.0/24"], db=db, checks=["ldap"],
+                          credentials=str(creds), inventory=str(inventory), extra=["--no-ping", "--ports", "389"])
     obs = {(o["address"], o["check_id"]): o for o in observations(db, scan_id)}
-    return found, obs
+    return found, obs, (db, scan_id)
 
 
 def _accounts(data: dict) -> dict[str, dict]:
@@ -57,7 +62,7 @@ def _accounts(data: dict) -> dict[str, dict]:
 
 
 def test_weak_domain_facts(policy_scan):
-    _, obs = policy_scan
+    _, obs, _ = policy_scan
     d = obs[(WEAK, "ldap.directory-policy")]["data"]
     assert d["domain"] == "DC=tcm,DC=test" and d["truncated"] is False
     assert d["password_policy"] == {"min_length": 6, "complexity": False, "history": 0, "max_age_days": None,
@@ -65,6 +70,11 @@ def test_weak_domain_facts(policy_scan):
     assert d["lockout_policy"]["threshold"] == 0
     assert d["domain_admins"] == ["Administrator", "pacs-admin", "wangwu"]
     assert d["enterprise_admins"] == ["Administrator"]
+    admin = {"enabled": True, "mail": False, "exchange_mailbox": False, "protected_users": False}
+    assert d["admin_accounts"] == [
+        {"name": "Administrator", "groups": ["Domain Admins", "Enterprise Admins"], **admin},
+        {"name": "pacs-admin", "groups": ["Domain Admins"], **admin},
+        {"name": "wangwu", "groups": ["Domain Admins"], **admin, "mail": True}]
     acc = _accounts(d)
     assert acc["zhangsan"]["last_logon"] == "2012-12-14T23:06:40Z"
     assert (acc["lisi"]["password_never_expires"], acc["guahao"]["password_not_required"]) == (True, True)
@@ -78,21 +88,33 @@ def test_weak_domain_facts(policy_scan):
 
 
 def test_hardened_domain_facts(policy_scan):
-    _, obs = policy_scan
+    _, obs, _ = policy_scan
     d = obs[(HARDENED, "ldap.directory-policy")]["data"]
     assert d["password_policy"] == {"min_length": 12, "complexity": True, "history": 24, "max_age_days": 90.0,
                                     "min_age_days": 1.0}
     assert d["lockout_policy"] == {"threshold": 5, "duration_minutes": 30.0, "window_minutes": 30.0}
     assert d["domain_admins"] == ["admin-wang", "Administrator"]
+    # zhang.san has a mail address but is no admin: not listed
+    assert d["admin_accounts"] == [
+        {"name": "admin-wang", "groups": ["Domain Admins"], "enabled": True, "mail": False,
+         "exchange_mailbox": False, "protected_users": True},
+        {"name": "Administrator", "groups": ["Domain Admins", "Enterprise Admins"], "enabled": True, "mail": False,
+         "exchange_mailbox": False, "protected_users": False}]
 
 
 def test_findings_fire_on_the_weak_domain_and_not_on_its_twin(policy_scan):
-    found, _ = policy_scan
+    found, _, _ = policy_scan
     ours = {(f["address"], f["rule_id"]): f["evidence"] for f in found if f["rule_id"] in RULES}
     assert set(ours) == {(WEAK, r) for r in (
         "accounts.ad.password-policy", "accounts.ad.no-lockout", "accounts.ad.password-never-expires",
         "accounts.ad.no-password-required", "accounts.ad.stale-account", "accounts.ad.too-many-admins",
-        "accounts.ad.generic-account", "crypto.ldap.cleartext-bind")}
+        "accounts.ad.generic-account", "accounts.ad.admin-everyday-use", "crypto.ldap.cleartext-bind",
+        "crypto.ldap.signing-not-required")}
+    assert ours[(WEAK, "accounts.ad.admin-everyday-use")] == {
+        "accounts": ["wangwu"], "admin_count": 3, "not_protected_users": ["Administrator", "pacs-admin", "wangwu"]}
+    assert ours[(WEAK, "crypto.ldap.signing-not-required")] == {
+        "required": False, "basis": "unsigned SASL bind", "bind_result": "invalidCredentials",
+        "dns_host_name": "dc1.tcm.test"}
     assert ours[(WEAK, "accounts.ad.password-never-expires")] == {"accounts": ["lisi"]}
     assert ours[(WEAK, "accounts.ad.no-password-required")] == {"accounts": ["guahao"]}
     assert ours[(WEAK, "accounts.ad.stale-account")] == {"accounts": ["zhangsan"]}
@@ -103,19 +125,46 @@ def test_findings_fire_on_the_weak_domain_and_not_on_its_twin(policy_scan):
 def test_cleartext_bind_facts_on_the_domain_controllers(policy_scan):
     """Samba's default 'ldap server require strong auth = yes' refuses simple binds in clear as AD's
     'LDAP server signing requirements = Require signing' does: strongerAuthRequired."""
-    _, obs = policy_scan
+    _, obs, _ = policy_scan
     weak, hard = (obs[(a, "ldap.anonymous")]["data"] for a in (WEAK, HARDENED))
     assert weak["root_dse"]["domain_controller"] is True and weak["root_dse"]["vendor"].startswith("Samba Team")
     assert (weak["cleartext_bind"]["refused"], weak["cleartext_bind"]["result"]) == (False, 49)
     assert (hard["cleartext_bind"]["refused"], hard["cleartext_bind"]["result"]) == (True, 8)
+    # the anonymous NTLM SASL bind without signing: accepted with 'require strong auth = no', refused with 'yes'
+    assert weak["unsigned_sasl_bind"] == {"accepted": True, "result": 0, "description": "success", "message": "",
+                                          "stage": "bind"}
+    assert hard["unsigned_sasl_bind"] == {"accepted": False, "result": 8, "description": "strongerAuthRequired",
+                                          "message": "SASL:[GSS-SPNEGO]: Sign or Seal are required.", "stage": "bind"}
+    assert weak["ldap_signing"] == {"domain_controller": True, "required": False, "basis": "unsigned SASL bind"}
+    assert hard["ldap_signing"] == {"domain_controller": True, "required": True, "basis": "unsigned SASL bind"}
     # anonymous searches need a bind on AD and Samba AD: operationsError, nothing read
     assert {c["search_result"] for c in weak["naming_contexts"]} == {1} and weak["user_entries"] is None
+
+
+def test_domain_controllers_are_reported_as_such(policy_scan, tmp_path):
+    """Discovery saw only an LDAP port; after the checks, ldap.anonymous's root DSE makes both hosts domain
+    controllers in the report (role, criticality 5 for the asset value). The hardened DC keeps the class its
+    inventory entry declares."""
+    _, _, (db, scan_id) = policy_scan
+    out = tmp_path / "report"
+    tcmscan("report", scan_id, "--format", "json", "--out", str(out), db=db, check=True)
+    [doc] = [json.loads(f.read_text(encoding="utf-8")) for f in out.glob("*.json")]
+    hosts = {h["address"]: h for h in doc["hosts"]}
+    got = {a: (h["class"], h["role"], h["criticality"], h["asset_value"]) for a, h in hosts.items()}
+    dc5 = {"value": 5, "from": "role domain-controller → criticality 5"}
+    assert got == {WEAK: ("server", "domain-controller", 5, dc5), HARDENED: ("workstation", "domain-controller", 5, dc5)}
+    from scanner.store import Store
+    evidence = {a.address: a.class_evidence for a in Store(db).assets(scan_id)}
+    assert evidence[WEAK] == ["server services ldap", "found by assumed",
+                              "ldap.anonymous: the root DSE publishes domainControllerFunctionality (dc1.tcm.test)"]
+    assert evidence[HARDENED] == ["inventory declares class workstation", "found by assumed",
+                                  "ldap.anonymous: the root DSE publishes domainControllerFunctionality (dc1.tcm.test)"]
 
 
 @pytest.mark.parametrize("address", [WEAK, HARDENED])
 def test_samba_tool_agrees(dcs, policy_scan, address):
     """`samba-tool domain passwordsettings show` (read from sam.ldb, not over LDAP) states the same policy."""
-    _, obs = policy_scan
+    _, obs, _ = policy_scan
     d = obs[(address, "ldap.directory-policy")]["data"]
     text = dcs[address].tool("domain", "passwordsettings", "show")
     theirs = dict(re.findall(r"^([A-Z][^:\n]+): (\S+)$", text, re.M))
@@ -156,10 +205,10 @@ def test_no_ca_no_password_sent():
     from tests.checks.hostile_loopback import context
     from tests.loopback import Listener
 
-    with Listener("127.15.0.40", 636) as ldaps:
-        store = CredentialStore([Credential(match="127.15.0.40", type="ldap", user="audit@tcm.test", password="x")])
+    with Listener("127.25.0.40", 636) as ldaps:
+        store = CredentialStore([Credential(match="127.25.0.40", type="ldap", user="audit@tcm.test", password="x")])
         with pytest.raises(CheckError) as e:
-            directory_policy.run(context("127.15.0.40", 389, "ldap", "ldap.directory-policy", timeout=10,
+            directory_policy.run(context("127.25.0.40", 389, "ldap", "ldap.directory-policy", timeout=10,
                                          credentials=store))
         assert e.value.reason == "unsupported" and "the password was not sent" in e.value.detail
         assert ldaps.accepted == 0

@@ -18,7 +18,7 @@ from tests.checks.smb_daemons import REPORT_FILES, REPORT_FOLDERS, need_samba, s
 from tests.helpers import observations, scan
 from tests.loopback import pick_port
 
-WEAK, HARDENED = "127.15.0.10", "127.15.0.11"
+WEAK, HARDENED = "127.25.0.10", "127.25.0.11"
 RULES = {r["id"] for r in yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "baselines/profiles/tcm-2024-l3/rules/smb.yaml").read_text())["rules"]}
 
@@ -41,7 +41,7 @@ def smbds(tmp_path_factory):
 def smb_scan(smbds, tmp_path_factory):
     port = smbds
     db = tmp_path_factory.mktemp("smbscan") / "scan.db"
-    scan_id, found = scan([WEAK, HARDENED], scope=["127.15.0.0/24"], db=db, checks=["smb"],
+    scan_id, found = scan([WEAK, HARDENED], scope=["127.25.0.0/24"], db=db, checks=["smb"],
                           extra=["--no-ping", "--ports", str(port)])
     obs = {(o["address"], o["check_id"]): o for o in observations(db, scan_id) if o["check_id"].startswith("smb.")}
     return port, found, obs
@@ -151,7 +151,7 @@ def test_a_huge_share_is_counted_up_to_the_cap(tmp_path):
     from tests.checks.smb_daemons import start_smbd as start
 
     need_samba()
-    address = "127.15.0.12"
+    address = "127.25.0.12"
     port = pick_port([address], 445)
     big = start(tmp_path / "big", address, port, weak=True, extra_files=10050)
     try:
