@@ -14,6 +14,12 @@ offers TLS: one cleartext login (PyMySQL, TLS disabled, no SQL at all: no SET NA
 that is refused, the same login over TLS. Accepted in cleartext -> `plaintext_refused: false`; refused in
 cleartext with 3159 (MySQL's ER_SECURE_TRANSPORT_REQUIRED), or refused in cleartext and accepted over TLS ->
 `true`; refused both ways -> `null` (the credential is wrong: cannot tell). Without a credential: `null`.
+SQL Server (1433 / ms-sql-s): one TDS PRELOGIN ([MS-TDS] 2.2.6.5) saying ENCRYPT_OFF, and the ENCRYPTION
+option of the answer: ENCRYPT_NOT_SUP -> no TLS at all (tls_offered false: login and data in cleartext);
+ENCRYPT_OFF -> TLS for the login packet only, the session then cleartext (offered, plaintext_refused false);
+ENCRYPT_REQ (or ENCRYPT_ON to a client that asked for none) -> the server requires TLS (refused true). No
+login, no TLS handshake (the certificate is tls.scan's business). A TDS 8.0 "strict" server (TLS before any
+TDS) does not answer a cleartext PRELOGIN with one: not applicable.
 Observation key `tls`: {service, product, tls_offered, tls_version, plaintext_refused, detail}.
 """
 
@@ -31,21 +37,31 @@ from scanner.sdk.credentials import Credential
 
 META = CheckMeta(
     id="services.db-tls",
-    version="1.1",
+    version="1.2",
     title_zh="数据库传输加密（TLS）",
     title_en="Database transport encryption (TLS)",
     granularity="service",
-    services=("mysql", "postgresql"),
-    ports=(3306, 5432),
+    services=("mysql", "postgresql", "ms-sql-s"),
+    ports=(3306, 5432, 1433),
     timeout=25.0,
     description="PostgreSQL SSLRequest (+ handshake) and whether a cleartext StartupMessage is refused; "
                 "MySQL/MariaDB CLIENT_SSL capability in the greeting; with a configured `db` credential, whether "
-                "a cleartext login is refused (require_secure_transport). No SQL.",
+                "a cleartext login is refused (require_secure_transport); SQL Server PRELOGIN ENCRYPTION. No SQL.",
 )
 
 
+KINDS = ("mysql", "postgresql", "mssql")
+
+
+def db_kind(service: Service | None) -> str:
+    kind = service_kind(service)
+    if not kind and service is not None and (service.name in ("ms-sql-s", "mssql") or service.port == 1433):
+        kind = "mssql"
+    return kind
+
+
 def applies(asset: Asset, service: Service | None) -> bool:
-    return service_kind(service) in ("mysql", "postgresql")
+    return db_kind(service) in KINDS
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -173,12 +189,39 @@ def probe_mysql(ctx: CheckContext) -> dict[str, Any]:
             "plaintext_refused": refused, "detail": detail}
 
 
-def run(ctx: CheckContext) -> list[Observation]:
-    kind = service_kind(ctx.service)
-    if kind not in ("mysql", "postgresql"):
-        raise CheckNotApplicable("not a MySQL/MariaDB or PostgreSQL service")
+def probe_mssql(ctx: CheckContext) -> dict[str, Any]:
+    sock = ctx.connect(timeout=IO_TIMEOUT)
     try:
-        result = probe_postgresql(ctx) if kind == "postgresql" else probe_mysql(ctx)
+        sock.sendall(wire.tds_prelogin_request(0x00))
+        a = wire.parse_tds_prelogin(wire.recv_until(sock, wire.tds_packet_complete,
+                                                    time.monotonic() + min(IO_TIMEOUT, ctx.remaining()),
+                                                    limit=wire.TDS_MAX_PACKET))
+    finally:
+        sock.close()
+    name = a["encryption_name"] + (" with ENCRYPT_CLIENT_CERT" if a["client_cert"] else "")
+    base = a["encryption"] & 0x7F
+    if base == 0x02:
+        offered, refused, what = False, False, "no TLS: login and data in cleartext"
+    elif base == 0x00:
+        offered, refused, what = True, False, "TLS for the login packet only, then cleartext"
+    elif base in (0x01, 0x03):
+        offered, refused, what = True, True, "TLS required for the whole session"
+    else:
+        raise CheckError("protocol", f"PRELOGIN ENCRYPTION value 0x{a['encryption']:02x} is not in MS-TDS 2.2.6.5")
+    return {"product": "mssql", "version": a["version"], "tls_offered": offered, "tls_version": "",
+            "plaintext_refused": refused,
+            "detail": f"PRELOGIN answer to ENCRYPT_OFF: {name} (0x{a['encryption']:02x}): {what}"}
+
+
+PROBES = {"postgresql": probe_postgresql, "mysql": probe_mysql, "mssql": probe_mssql}
+
+
+def run(ctx: CheckContext) -> list[Observation]:
+    kind = db_kind(ctx.service)
+    if kind not in KINDS:
+        raise CheckNotApplicable("not a MySQL/MariaDB, PostgreSQL or SQL Server service")
+    try:
+        result = PROBES[kind](ctx)
     except wire.WireError as e:
         if "timeout" in str(e):
             raise CheckError("timeout", f"{kind}: {e}") from None
