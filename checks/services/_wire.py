@@ -7,7 +7,8 @@ or raises `WireError`; lengths are capped so a hostile peer cannot make us alloc
 References: Redis RESP (redis.io/docs/reference/protocol-spec), memcached protocol.txt, MySQL client/server
 protocol "Initial Handshake Packet" (dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase
 _packets_protocol_handshake_v10.html), PostgreSQL "Message Formats" (protocol 3.0), MongoDB OP_MSG wire
-protocol and BSON spec (bsonspec.org).
+protocol and BSON spec (bsonspec.org), SQL Server [MS-TDS] 2.2.6.5 PRELOGIN (learn.microsoft.com/en-us/
+openspecs/windows_protocols/ms-tds).
 """
 
 from __future__ import annotations
@@ -348,3 +349,97 @@ def parse_mongo_reply(buf: bytes) -> dict[str, Any]:
     if buf[20] != 0:
         raise WireError("MongoDB reply without a body section")
     return bson_decode(buf[21:length])
+
+
+# ------------------------------------------------------------------ SQL Server TDS PRELOGIN ([MS-TDS] 2.2.6.5)
+#
+# A TDS packet: 8-byte header (type, status, length big-endian including the header, SPID, packet id, window),
+# then the PRELOGIN payload: an option table of (token 1 byte, offset 2 BE, length 2 BE) entries, offsets from
+# the payload's start, ended by 0xFF, then the option data. The client's PRELOGIN is packet type 0x12; the
+# server answers with type 0x04 (tabular result) holding the same structure. ENCRYPTION (token 0x01, 1 byte):
+# ENCRYPT_OFF 0x00 (TLS available, used for the login packet only), ENCRYPT_ON 0x01, ENCRYPT_NOT_SUP 0x02 (no
+# TLS at all), ENCRYPT_REQ 0x03 (TLS required); 0x80 ORed in = ENCRYPT_CLIENT_CERT (a client certificate).
+# The values as in impacket's tds.py (TDS_ENCRYPT_OFF ... TDS_ENCRYPT_REQ).
+
+TDS_PRELOGIN, TDS_REPLY = 0x12, 0x04
+TDS_MAX_PACKET = 32767                       # the largest packet size a TDS peer may negotiate
+PRELOGIN_ENCRYPTION = {0x00: "ENCRYPT_OFF", 0x01: "ENCRYPT_ON", 0x02: "ENCRYPT_NOT_SUP", 0x03: "ENCRYPT_REQ"}
+_PRELOGIN_MAX_OPTIONS = 32
+
+
+def tds_packet(kind: int, payload: bytes, packet_id: int = 1) -> bytes:
+    """One whole TDS packet (status EOM)."""
+    return struct.pack(">BBHHBB", kind, 0x01, 8 + len(payload), 0, packet_id, 0) + payload
+
+
+def prelogin_payload(options: list[tuple[int, bytes]]) -> bytes:
+    """A PRELOGIN option table and its data, in the given order."""
+    table_len = 5 * len(options) + 1
+    table, data = b"", b""
+    for token, value in options:
+        table += struct.pack(">BHH", token, table_len + len(data), len(value))
+        data += value
+    return table + b"\xff" + data
+
+
+def tds_prelogin_request(encryption: int = 0x00) -> bytes:
+    """Our PRELOGIN: VERSION (ours, zero), ENCRYPTION (ENCRYPT_OFF: we ask for none, so the answer says what the
+    server does on its own), INSTOPT (empty: the default instance), THREADID, MARS off."""
+    return tds_packet(TDS_PRELOGIN, prelogin_payload([
+        (0x00, bytes(6)), (0x01, bytes([encryption])), (0x02, b"\x00"), (0x03, bytes(4)), (0x04, b"\x00")]))
+
+
+def tds_packet_complete(buf: bytes) -> bool:
+    """True once `buf` holds the header's announced length (or a header too short to be one, or a first byte
+    that is no TDS reply: stop reading, the parser says why)."""
+    if buf[:1] not in (b"", bytes([TDS_REPLY])):
+        return True
+    if len(buf) < 8:
+        return False
+    n = int.from_bytes(buf[2:4], "big")
+    return n < 8 or len(buf) >= n
+
+
+def parse_tds_prelogin(buf: bytes) -> dict[str, Any]:
+    """The server's PRELOGIN answer -> {encryption: int, encryption_name, client_cert: bool, version: str,
+    options: [tokens]}. Raises WireError for anything but one whole type-0x04 packet with a sane option table
+    and an ENCRYPTION option."""
+    if buf[:1] and buf[0] != TDS_REPLY:
+        raise WireError(f"not a TDS reply (packet type 0x{buf[0]:02x})")
+    if len(buf) < 8:
+        raise WireError("short TDS packet")
+    status, length = buf[1], int.from_bytes(buf[2:4], "big")
+    if length < 9 or length > len(buf) or length > TDS_MAX_PACKET:
+        raise WireError(f"bad TDS packet length {length}")
+    if not status & 0x01:
+        raise WireError("PRELOGIN answer spread over several packets")
+    payload = buf[8:length]
+    options: dict[int, bytes] = {}
+    i = 0
+    while True:
+        if i >= len(payload):
+            raise WireError("PRELOGIN option table without terminator")
+        token = payload[i]
+        if token == 0xFF:
+            break
+        if i + 5 > len(payload):
+            raise WireError("truncated PRELOGIN option table")
+        off, n = struct.unpack(">HH", payload[i + 1:i + 5])
+        if off + n > len(payload):
+            raise WireError(f"PRELOGIN option 0x{token:02x} outside the packet")
+        if token in options:
+            raise WireError(f"PRELOGIN option 0x{token:02x} twice")
+        options[token] = payload[off:off + n]
+        i += 5
+        if len(options) > _PRELOGIN_MAX_OPTIONS:
+            raise WireError("too many PRELOGIN options")
+    enc = options.get(0x01, b"")
+    if len(enc) != 1:
+        raise WireError("PRELOGIN answer without a one-byte ENCRYPTION option")
+    version = ""
+    v = options.get(0x00, b"")
+    if len(v) >= 6:
+        version = f"{v[0]}.{v[1]}.{int.from_bytes(v[2:4], 'big')}.{int.from_bytes(v[4:6], 'big')}"
+    value = enc[0]
+    return {"encryption": value, "encryption_name": PRELOGIN_ENCRYPTION.get(value & 0x7F, f"0x{value:02x}"),
+            "client_cert": bool(value & 0x80), "version": version, "options": sorted(options)}

@@ -6,6 +6,16 @@ Facts only; crypto.cleartext.snmp-v3-noauth judges. Observation key `snmpv3`:
     noauth_users   -- names answered with a value at noAuthNoPriv (no authentication at all)
     auth_users     -- names that exist but need authentication (authorizationError / unsupportedSecLevel)
     sys_descr      -- what a noAuthNoPriv user could read ("" when none could)
+
+With an `snmpv3` credential for the address (credentials file: user, auth_protocol MD5|SHA|SHA-224|SHA-256|
+SHA-384|SHA-512, auth_key, optional priv_protocol DES|AES and priv_key), one more GET of sysDescr.0 as that user
+at authPriv (authNoPriv without priv_protocol), its digest checked and its answer decrypted with the same keys.
+Observation key `snmpv3-credential` (crypto.snmp.v3-weak-algorithms judges):
+    user, auth_protocol, priv_protocol ("" = none), level, accepted (true: an authenticated Response came back;
+    false: a Report refused it; null: no answer), answer ("response", the Report's usmStats name, or
+    "no answer"). Without a credential: {unavailable: "no snmpv3 credential ..."} (the rule is not assessed).
+An agent answers a wrong digest the same way whatever protocol its user has, so MD5/DES users cannot be found
+without their keys.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from scanner.sdk import CheckContext, CheckError, CheckMeta, CheckNotApplicable,
 
 META = CheckMeta(
     id="snmp.v3",
-    version="1.0",
+    version="1.1",
     title_zh="SNMPv3引擎与免认证用户",
     title_en="SNMPv3 engine and users readable without authentication",
     granularity="service",
@@ -29,7 +39,8 @@ META = CheckMeta(
     capabilities=("AUTH",),
     timeout=30.0,
     description="SNMPv3 engine discovery, then one noAuthNoPriv GET of sysDescr.0 per user name of a short "
-                "sourced list (baselines/knowledge/snmp_v3_users.yaml). No keys, no SET.",
+                "sourced list (baselines/knowledge/snmp_v3_users.yaml); with an snmpv3 credential, one "
+                "authenticated GET as that user. No SET.",
 )
 WAIT = 2.0
 TRIES = 2
@@ -43,7 +54,7 @@ class _Agent:
         self.next_id = int.from_bytes(os.urandom(3), "big")
         self.unreadable = ""
 
-    def ask(self, make) -> v3.V3Answer | None:
+    def ask(self, make, keys: v3.UserKeys | None = None) -> v3.V3Answer | None:
         """Send make(msg_id, request_id); the answer with that message id, or None after TRIES."""
         for _ in range(TRIES):
             self.next_id = (self.next_id + 1) % 0x7FFFFFFF
@@ -56,7 +67,7 @@ class _Agent:
                     self.sock.settimeout(left)
                     data = self.sock.recv(v3.MAX_SIZE)
                     try:
-                        answer = v3.decode(data)
+                        answer = v3.decode(data, keys)
                     except v3.SnmpV3Error as e:
                         self.unreadable = str(e)
                         continue
@@ -70,6 +81,34 @@ class _Agent:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _credential_facts(ctx: CheckContext, agent: _Agent, engine: v3.V3Answer) -> Observation:
+    """One authenticated GET with the configured snmpv3 credential (never a SET)."""
+    cred = ctx.credential("snmpv3")
+    if cred is None:
+        return ctx.observation("snmpv3-credential", {
+            "unavailable": "no snmpv3 credential for this address: the user's algorithms were not tried"})
+    auth, priv = cred.extra["auth_protocol"], cred.extra.get("priv_protocol") or ""
+    keys = v3.localize(cred.user, auth, cred.extra["auth_key"], priv, cred.extra.get("priv_key") or "",
+                       engine.engine_id)
+    boots, etime = engine.boots, engine.time
+    agent.unreadable = ""
+    a = None
+    for _ in range(2):      # RFC 3414 4: a notInTimeWindow Report carries the agent's clock; try once more with it
+        a = agent.ask(lambda m, r, b=boots, t=etime: v3.get_authenticated(m, r, keys, engine.engine_id, b, t), keys)
+        if a is None or a.report != "notInTimeWindow":
+            break
+        boots, etime = a.boots, a.time
+    if a is None:
+        accepted, answer = None, f"unreadable: {agent.unreadable}" if agent.unreadable else "no answer"
+    elif a.pdu == "response":
+        accepted, answer = True, "response"
+    else:
+        accepted, answer = False, a.report or a.pdu
+    return ctx.observation("snmpv3-credential", {
+        "user": cred.user, "auth_protocol": auth, "priv_protocol": priv,
+        "level": "authPriv" if priv else "authNoPriv", "accepted": accepted, "answer": answer[:60]})
 
 
 def run(ctx: CheckContext) -> list[Observation]:
@@ -94,7 +133,8 @@ def run(ctx: CheckContext) -> list[Observation]:
             elif (a.pdu == "response" and a.error_status == 16) or a.report == "unsupportedSecLevel":
                 needs_auth.append(user)      # authorizationError: the user exists, not at this level
         eid = engine.engine_id
-        return [ctx.observation("snmpv3", {
+        credential = _credential_facts(ctx, agent, engine)
+        return [credential, ctx.observation("snmpv3", {
             "engine_id": eid.hex(), "enterprise": int.from_bytes(eid[:4], "big") & 0x7FFFFFFF if len(eid) >= 4
             else None, "boots": engine.boots, "tried": users, "noauth_users": noauth, "auth_users": needs_auth,
             "sys_descr": descr[:200]})]

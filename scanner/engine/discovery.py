@@ -220,18 +220,20 @@ def _confirmed_udp(address: str, host: dict) -> list[Service]:
     return []
 
 
-def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int] | None = None) -> list[Service]:
+def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int] | None = None,
+                  hl7_ports: list[int] | None = None) -> list[Service]:
     """Open ports and services of one host. Two passes: find open ports fast, then -sV on those that
-    are not DICOM/HL7 (nmap's probes take minutes there; our own checks identify them)."""
+    are not DICOM/HL7 (nmap's probes take minutes there; our own checks identify them).
+    `hl7_ports`: the inventory's `hl7: {ports: [...]}` for this host (fragile assets only: see declare_hl7)."""
     hp = hospital_ports()
     names = {int(k): v for k, v in knowledge()["hospital_ports"].get("names", {}).items()}
     if fragile:
         # Safe mode: connect scans only, one probe at a time at <= 10 packets/s, known ports only, no -sV.
         # --scan-delay 110ms, not 100: nmap's timer runs a few ms early (measured 98 ms spacing).
-        ports = ",".join(map(str, sorted(set(hp["tcp"]) | set(extra_tcp or []))))
+        ports = ",".join(map(str, sorted(set(hp["tcp"]) | set(extra_tcp or []) | set(hl7_ports or []))))
         host = _nmap_scan(address, f"-sT -Pn -n --max-rate 10 --max-parallelism 1 --scan-delay 110ms "
                                    f"--max-retries 1 -p T:{ports}")
-        return _services_from(host, names)
+        return declare_hl7(_services_from(host, names), hl7_ports or [])
     tcp = sorted(set(top_tcp_ports()) | set(hp["tcp"]) | set(extra_tcp or []))
     ports = "T:" + ",".join(map(str, tcp))
     kind = "-sS" if raw else "-sT"
@@ -250,6 +252,18 @@ def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int
 
 
 UNIDENTIFIED = ("", "unknown", "tcpwrapped")
+
+
+def declare_hl7(services: list[Service], hl7_ports: list[int]) -> list[Service]:
+    """Fragile assets: no discovery probe is sent to them (their checks speak once), so a listener nmap cannot
+    name (no -sV here) is tried as MLLP only where the inventory declares one: an open declared port is named
+    hl7-mllp (source "inventory"), and hl7.mllp sends it its one harmless message. A name nmap's table gives a
+    declared port (6665-6669 are "irc") gives way to the hospital's word."""
+    for s in services:
+        if s.proto == "tcp" and s.port in hl7_ports and s.name != "hl7-mllp":
+            s.name, s.product, s.version, s.extrainfo, s.source = "hl7-mllp", "", "", "declared in the inventory", \
+                "inventory"
+    return services
 MAX_PROBED_PORTS = 8       # each costs up to two short connections
 
 

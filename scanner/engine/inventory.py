@@ -67,9 +67,28 @@ def _entry(raw: Any, where: str) -> InventoryEntry:
     if not isinstance(crit, int) or not 0 <= crit <= 5:
         raise UsageError(f"{where}: criticality must be an integer 1-5")
     fragile = raw.pop("fragile", None)
+    if "hl7" in raw:
+        raw["hl7"] = _hl7(raw["hl7"], where)
     return InventoryEntry(address=address, name=str(raw.pop("name", "") or ""), role=str(raw.pop("role", "") or ""),
                           cls=cls, owner=str(raw.pop("owner", "") or ""), zone=zone, criticality=crit,
                           fragile=None if fragile is None else bool(fragile), extra=raw)
+
+
+MAX_HL7_PORTS = 16
+
+
+def _hl7(value: Any, where: str) -> dict[str, Any]:
+    """`hl7: {ports: [6661, ...]}`: TCP ports where the hospital says an HL7 MLLP listener runs (a Mirth channel
+    on 6661, say). On a fragile asset discovery names them hl7-mllp, so hl7.mllp speaks to them once."""
+    ports = value.get("ports") if isinstance(value, dict) else None
+    if not isinstance(ports, list) or not ports or len(ports) > MAX_HL7_PORTS or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 65535 for x in ports):
+        raise UsageError(f"{where}: hl7 must be a mapping with 'ports': a list of 1-{MAX_HL7_PORTS} TCP port numbers")
+    return {**value, "ports": sorted(set(ports))}
+
+
+def declared_hl7_ports(entry: InventoryEntry | None) -> list[int]:
+    return list((entry.extra.get("hl7") or {}).get("ports", [])) if entry else []
 
 
 def load_inventory(path: str | None) -> Inventory:

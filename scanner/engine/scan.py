@@ -20,7 +20,13 @@ from scanner.core.models import Asset, Service
 from scanner.core.scope import Scope
 from scanner.engine.assets import refine_from_observations
 from scanner.engine.discovery import find_live_hosts, privileged, scan_services
-from scanner.engine.inventory import Inventory, InventoryEntry, class_for_role, load_inventory
+from scanner.engine.inventory import (
+    Inventory,
+    InventoryEntry,
+    class_for_role,
+    declared_hl7_ports,
+    load_inventory,
+)
 from scanner.engine.plugins import Registry, load_registry
 from scanner.engine.progress import Progress, say
 from scanner.engine.runner import LocalExecutor, plan_attempts
@@ -207,7 +213,8 @@ def discover(settings: ScanSettings, inventory: Inventory, store: Store, scan_id
     bar = Progress("ports", len(live))
 
     def one(f: Any) -> list[Service]:
-        services = scan_services(f.address, raw=raw, fragile=fragile(f.address), extra_tcp=settings.extra_ports)
+        services = scan_services(f.address, raw=raw, fragile=fragile(f.address), extra_tcp=settings.extra_ports,
+                                 hl7_ports=declared_hl7_ports(inventory.get(f.address)))
         bar.advance(note=f.address)
         return services
 

@@ -15,7 +15,33 @@ from typing import Any
 from scanner.core.errors import UsageError
 from scanner.core.knowledge import load_yaml
 
-CREDENTIAL_TYPES = ("ssh", "snmp", "http", "db", "ldap")
+CREDENTIAL_TYPES = ("ssh", "snmp", "snmpv3", "http", "db", "ldap")
+# snmpv3: RFC 3414 / RFC 7860 authentication and RFC 3414 / RFC 3826 privacy protocols, spelled as net-snmp's
+# snmpget -a / -x (checks/snmp/_v3.py implements exactly these)
+SNMPV3_AUTH = ("MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
+SNMPV3_PRIV = ("DES", "AES")
+
+
+def _snmpv3_fields(item: dict[str, Any], where: str) -> None:
+    """Check and normalise an snmpv3 entry in place: user, auth_protocol + auth_key (8 characters at least, RFC
+    3414 11.2), optional priv_protocol + priv_key. The error never quotes a key."""
+    if not str(item.get("user") or ""):
+        raise UsageError(f"{where}: an snmpv3 credential needs 'user'")
+    auth = str(item.get("auth_protocol") or "").upper()
+    if auth not in SNMPV3_AUTH:
+        raise UsageError(f"{where}: snmpv3 auth_protocol must be one of {', '.join(SNMPV3_AUTH)}")
+    if len(str(item.get("auth_key") or "")) < 8:
+        raise UsageError(f"{where}: snmpv3 auth_key missing or shorter than 8 characters (RFC 3414 11.2)")
+    item["auth_protocol"], item["auth_key"] = auth, str(item["auth_key"])
+    priv = str(item.get("priv_protocol") or "").upper()
+    if priv:
+        if priv not in SNMPV3_PRIV:
+            raise UsageError(f"{where}: snmpv3 priv_protocol must be one of {', '.join(SNMPV3_PRIV)}")
+        if len(str(item.get("priv_key") or "")) < 8:
+            raise UsageError(f"{where}: snmpv3 priv_key missing or shorter than 8 characters (RFC 3414 11.2)")
+        item["priv_protocol"], item["priv_key"] = priv, str(item["priv_key"])
+    elif item.get("priv_key"):
+        raise UsageError(f"{where}: snmpv3 priv_key without priv_protocol")
 
 
 @dataclass(repr=False)
@@ -43,6 +69,10 @@ class Credential:
 
     def describe(self) -> dict[str, Any]:
         """What may be stored or shown about a credential: never the secret."""
+        if self.type == "snmpv3":
+            return {"type": self.type, "user": self.user, "method": "usm",
+                    "auth_protocol": self.extra.get("auth_protocol", ""),
+                    "priv_protocol": self.extra.get("priv_protocol", "")}
         method = "key" if self.key_file else "password" if self.password is not None else "agent"
         return {"type": self.type, "user": self.user, "method": method}
 
@@ -101,6 +131,8 @@ def load_credentials(path: str | None) -> CredentialStore:
         type_ = str(item.pop("type", "ssh"))
         if type_ not in CREDENTIAL_TYPES:
             raise UsageError(f"{where}: type must be one of {', '.join(CREDENTIAL_TYPES)}")
+        if type_ == "snmpv3":
+            _snmpv3_fields(item, where)
         key_file = item.pop("key_file", None)
         if key_file and not Path(key_file).is_file():
             raise UsageError(f"{where}: key file {key_file} does not exist")

@@ -132,7 +132,8 @@ def test_mariadb_facts(databases: Path) -> None:
     assert open_ == {"service": "mysql", "product": "mariadb", "tls_offered": False, "tls_version": "",
                      "plaintext_refused": None, "detail": "greeting without CLIENT_SSL"}
     assert twin == {"service": "mysql", "product": "mariadb", "tls_offered": True, "tls_version": "",
-                    "plaintext_refused": None, "detail": "CLIENT_SSL in the greeting"}
+                    "plaintext_refused": None, "detail": "CLIENT_SSL in the greeting; no db credential for this "
+                                                         "address: require_secure_transport not read"}
 
 
 def _psql(address: str, sslmode: str) -> str:

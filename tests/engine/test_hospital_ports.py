@@ -79,3 +79,19 @@ def test_discovery_asks_nmap_for_the_list(recorded: list[str], monkeypatch: pyte
     recorded.clear()
     discovery.scan_services("127.17.0.250", raw=True, fragile=True)
     assert _ports(recorded[0]) == (set(hp["tcp"]), set()) and "--max-rate 10" in recorded[0]
+
+
+def test_fragile_asset_declared_hl7_ports_are_scanned_and_named(recorded: list[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inventory `hl7: {ports: [...]}` joins the fragile connect scan; an open declared port is hl7-mllp."""
+    from scanner.core.models import Service
+
+    hp = hospital_ports()
+    opened = [Service(7777, name="cbt"), Service(6666, name="irc"), Service(22, name="ssh")]
+    monkeypatch.setattr(discovery, "_services_from", lambda host, names: [Service(s.port, name=s.name)
+                                                                          for s in opened])
+    out = discovery.scan_services("127.27.0.250", raw=False, fragile=True, hl7_ports=[6666, 7777])
+    assert _ports(recorded[0]) == (set(hp["tcp"]) | {7777}, set())
+    assert [(s.port, s.name, s.source, s.extrainfo) for s in out] == [
+        (7777, "hl7-mllp", "inventory", "declared in the inventory"),
+        (6666, "hl7-mllp", "inventory", "declared in the inventory"), (22, "ssh", "nmap", "")]

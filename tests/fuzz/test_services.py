@@ -35,6 +35,9 @@ PG = st.sampled_from((
     b"R\x00\x00\x00\x08\x00\x00\x00\x00S\x00\x00\x00\x19server_version\x0016.1\x00Z\x00\x00\x00\x05I",
     b"E\x00\x00\x00\x28SFATAL\x00C28000\x00Mno pg_hba.conf entry\x00\x00",
 ))
+# SQL Server 2019's PRELOGIN answer (the shape nmap-service-probes matches), ENCRYPT_NOT_SUP / ENCRYPT_REQ
+TDS = st.sampled_from(tuple(bytes.fromhex("0401002500000100000015000601001b000102001c000103001d0000ff0f0007d00005")
+                            + bytes([e]) + b"\x00" for e in (0x00, 0x02, 0x03, 0x81)))
 MONGO_DOC = {"ok": 1, "ismaster": True, "version": "6.0.5", "nested": {"a": 1, "b": "x"}}
 
 
@@ -56,6 +59,8 @@ PARSERS = {
     "bson": (w.bson_decode, st.just(w.bson_encode(MONGO_DOC))),
     "mongo_complete": (w.mongo_complete, st.just(_mongo_reply(MONGO_DOC))),
     "mongo": (w.parse_mongo_reply, st.just(_mongo_reply(MONGO_DOC))),
+    "tds_prelogin": (w.parse_tds_prelogin, TDS),
+    "tds_complete": (w.tds_packet_complete, TDS),
     "telnet": (strip_iac, st.just(b"\xff\xfd\x18\xff\xfb\x01\xff\xfa\x18\x01\xff\xf0login: \xff\xff")),
 }
 
