@@ -151,7 +151,9 @@ def test_inventory_and_credentials_files(lab: dict[str, Any]) -> None:
     assert creds == {"credentials": [{"match": "10.77.0.0/24", "type": "ssh", "user": "root",
                                       "key_file": KEY, "port": 22, "sudo": False},
                                      {"match": "10.77.0.12", "type": "ldap", "user": "audit@hospital.lab",
-                                      "password": "Lab#Dc-Audit-2024!x", "ca_file": CA}]}
+                                      "password": "Lab#Dc-Audit-2024!x", "ca_file": CA},
+                                     {"match": "10.77.0.35", "type": "db", "user": "tcmscan_audit",
+                                      "password": "Lab#Db-Audit-2024!x", "port": 3306}]}
     assert Path(lab["credentials"]).stat().st_mode & 0o077 == 0
 
 

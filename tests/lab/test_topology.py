@@ -18,7 +18,7 @@ EXPECTED_HOSTS = [
     ("emr-db", "10.77.0.11", "EMR", "server", "server", ["ssh/22", "mysql/3306"]),
     ("pacs", "10.77.0.20", "PACS", "medical-device", "clinical", ["ssh/22", "dicom/104"]),
     ("modality", "10.77.0.21", "modality", "medical-device", "clinical", ["ssh/22", "dicom/11112"]),
-    ("hl7", "10.77.0.22", "HL7-engine", "medical-device", "clinical", ["ssh/22", "hl7-mllp/2575"]),
+    ("hl7", "10.77.0.22", "HL7-engine", "medical-device", "clinical", ["ssh/22", "hl7-mllp/2575", "hl7-mllp/6661"]),
     ("pump", "10.77.0.23", "infusion-pump", "medical-device", "clinical",
      ["ssh/22", "ftp/21", "telnet/23", "http/80"]),
     ("backup", "10.77.0.30", "backup-server", "server", "server", ["ssh/22", "rsync/873"]),
@@ -88,7 +88,10 @@ def test_credentials_generated_from_topology() -> None:
          "port": 22, "sudo": False},
         # the domain controller's read-only directory account; LDAPS verified against the lab CA
         {"match": "10.77.0.12", "type": "ldap", "user": "audit@hospital.lab", "password": "Lab#Dc-Audit-2024!x",
-         "ca_file": "/var/lib/tcmscan-lab/pki/ca.pem"}]}
+         "ca_file": "/var/lib/tcmscan-lab/pki/ca.pem"},
+        # db-sec's login-only database account: services.db-tls sees TLS required of it
+        {"match": "10.77.0.35", "type": "db", "user": "tcmscan_audit", "password": "Lab#Db-Audit-2024!x",
+         "port": 3306}]}
 
 
 def test_compose_file_in_sync() -> None:

@@ -16,16 +16,18 @@ samba-tool domain provision --realm=$REALM --domain=$DOMAIN --server-role=dc --d
   --option="tls priority = NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA" \
   --option="load printers = no" --option="printcap name = /dev/null" \
   --option="log file = /var/log/samba/log.%m" --option="logging = file" >>/var/log/lab/provision.log 2>&1
-# plant cleartext-simple-bind: simple binds (and unsigned SASL binds) accepted without TLS
+# plant cleartext-simple-bind: simple binds, and SASL binds without signing, accepted without TLS
 sed -i 's/^\[global\]$/[global]\n\tldap server require strong auth = no/' /etc/samba/smb.conf
 # plant weak-domain-policy: no complexity, 6 characters, no history, no maximum age, no lockout
 samba-tool domain passwordsettings set --complexity=off --min-pwd-length=6 --history-length=0 \
   --max-pwd-age=0 --account-lockout-threshold=0 >>/var/log/lab/provision.log 2>&1
 # The scanner's read-only directory account (credentials file of `lab up`)
 samba-tool user create audit 'Lab#Dc-Audit-2024!x' >>/var/log/lab/provision.log 2>&1
-for u in zhangsan lisi guahao nursestation pacs-admin wangwu; do
+for u in zhangsan lisi guahao nursestation pacs-admin; do
   samba-tool user create $u 'Lab#Staff-2024!x' >>/var/log/lab/provision.log 2>&1
 done
+# plant admin-everyday-use: wangwu, a domain admin below, has a mailbox address (his everyday account)
+samba-tool user create wangwu 'Lab#Staff-2024!x' --mail-address=wangwu@hospital.lab >>/var/log/lab/provision.log 2>&1
 # plant never-expires: lisi;  plant extra-domain-admins: pacs-admin and wangwu
 samba-tool user setexpiry lisi --noexpiry >>/var/log/lab/provision.log 2>&1
 samba-tool group addmembers "Domain Admins" pacs-admin,wangwu >>/var/log/lab/provision.log 2>&1
