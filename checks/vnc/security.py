@@ -71,6 +71,10 @@ def run(ctx: CheckContext) -> list[Observation]:
         raise CheckError("connectivity", f"VNC opening: {e.strerror or e}") from None
     finally:
         sock.close()
+    if hello.refused and not hello.types:
+        # no security type offered, only a reason (TigerVNC's blacklist: "Too many security failures"): nothing
+        # about the server's security is known, so it is not assessed -- not "no None offered"
+        raise CheckError("auth", f"the server offered no security type: {hello.refused}")
     table = ctx.knowledge["vnc_security_types"]
     return [ctx.observation("security", {
         "banner": hello.banner, "version": hello.version, "client_version": hello.client_version,

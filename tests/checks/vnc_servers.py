@@ -24,7 +24,10 @@ def start_xvnc(tmp: Path, address: str, port: int, security: str, password: str 
     """Xvnc on address:port offering `security` (TigerVNC SecurityTypes, e.g. "None" or "VncAuth"). With
     `password`, the VNC password file is written by TigerVNC's own `vncpasswd -f` (tigervnc-tools)."""
     args = [XVNC, f":{_free_display()}", "-rfbport", str(port), "-interface", address, "-nolisten", "tcp",
-            "-SecurityTypes", security, "-geometry", "64x48", "-depth", "16"]
+            "-SecurityTypes", security, "-geometry", "64x48", "-depth", "16",
+            # TigerVNC blocks an address for 10 s after 5 connections that end before authentication: every
+            # probe here is one, and a blocked server answers nothing but "Too many security failures"
+            "-BlacklistThreshold", "1000000"]
     if "Vnc" in security:
         pw = tmp / f"passwd-{address}"
         if password:
