@@ -255,7 +255,8 @@ def configured_bound(attempts: list[dict[str, Any]], assets: list[Any]) -> tuple
         per_host[a["address"]] = per_host.get(a["address"], 0.0) + di
     checks = (sum(d) / DEFAULT_WORKERS + max(v / (FRAGILE_HOST_CAP if h in fragile else DEFAULT_HOST_CAP)
                                               for h, v in per_host.items()) + max(d))
-    workers = int(re.search(r"max_workers=(\d+)", inspect.getsource(scan_module.discover)).group(1))
+    assert "max_workers=DISCOVERY_WORKERS" in inspect.getsource(scan_module.discover)
+    workers = scan_module.DISCOVERY_WORKERS
     ping = 4 * inspect.signature(discovery.find_live_hosts).parameters["timeout"].default
     total = ping + math.ceil(len(assets) / workers) * _per_host_discovery_bound() + checks + EVALUATION_SLACK
     return total, checks

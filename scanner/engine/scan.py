@@ -37,6 +37,11 @@ from scanner.sdk.credentials import CredentialStore, load_credentials
 from scanner.sdk.ssh_session import close_sessions
 from scanner.store import Store
 
+# Hosts whose ports are scanned at once.  nmap mostly waits there (ICMP rate limits on closed UDP ports, -sV
+# probe timeouts), not on the CPU: 8 keeps discovery of the lab no slower than 4 did before issue 17 grew the
+# port lists (bench/bench_discovery.py).  Fragile hosts keep their own pace whatever this is.
+DISCOVERY_WORKERS = 8
+
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("TCMSCAN_HOME", Path.home() / ".local" / "share" / "tcmscan"))
@@ -218,7 +223,7 @@ def discover(settings: ScanSettings, inventory: Inventory, store: Store, scan_id
         bar.advance(note=f.address)
         return services
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=DISCOVERY_WORKERS) as pool:
         all_services = list(pool.map(one, live))
     bar.close()
     from scanner.engine.assets import build_asset
