@@ -7,7 +7,6 @@ and the default profile judges them, as a scan would."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from scanner.core.knowledge import knowledge
 from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
+from tests.checks.snmp_daemons import start_snmpd
 from tests.fuzz import bounded, fuzz, mutated
 from tests.loopback import stop_process
 
@@ -35,22 +35,6 @@ USERS = {
 }
 
 
-def _wait_v3(address: str) -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.3)
-    try:
-        for i in range(100):
-            s.sendto(v3.discovery(i + 1, i + 1), (address, 161))
-            try:
-                if v3.decode(s.recvfrom(65535)[0]).engine_id:
-                    return
-            except (OSError, v3.SnmpV3Error):
-                time.sleep(0.1)
-    finally:
-        s.close()
-    raise TimeoutError(f"snmpd on {address} did not answer SNMPv3 discovery")
-
-
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory):
     if not shutil.which("snmpd") or not shutil.which("snmpwalk"):
@@ -59,13 +43,7 @@ def agents(tmp_path_factory):
     try:
         for address, users in USERS.items():
             tmp = tmp_path_factory.mktemp("snmpv3")
-            conf = tmp / "snmpd.conf"
-            conf.write_text(f"agentaddress udp:{address}:161\n{users}sysDescr Test switch fw V1.2.3\n")
-            procs.append(subprocess.Popen(
-                ["snmpd", "-f", "-Lf", str(tmp / "snmpd.log"), "-C", "-c", str(conf), "-p", str(tmp / "pid")],
-                env={**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / "persist"), "MIBS": ""},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            _wait_v3(address)
+            procs.append(start_snmpd(tmp, address, users))
         yield
     finally:
         for p in procs:

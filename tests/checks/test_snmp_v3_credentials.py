@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from scanner.sdk.credentials import Credential, CredentialStore, load_credentials
+from tests.checks.snmp_daemons import start_snmpd
 from tests.fuzz import bounded, fuzz, mutated
 from tests.loopback import stop_process
 
@@ -43,22 +42,6 @@ CONF = {
 }
 
 
-def _wait_v3(address: str) -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.3)
-    try:
-        for i in range(100):
-            s.sendto(v3.discovery(i + 1, i + 1), (address, 161))
-            try:
-                if v3.decode(s.recvfrom(65535)[0]).engine_id:
-                    return
-            except (OSError, v3.SnmpV3Error):
-                time.sleep(0.1)
-    finally:
-        s.close()
-    raise TimeoutError(f"snmpd on {address} did not answer SNMPv3 discovery")
-
-
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory):
     if not shutil.which("snmpd") or not shutil.which("snmpget"):
@@ -67,13 +50,7 @@ def agents(tmp_path_factory):
     try:
         for address, users in CONF.items():
             tmp = tmp_path_factory.mktemp("snmpv3cred")
-            conf = tmp / "snmpd.conf"
-            conf.write_text(f"agentaddress udp:{address}:161\n{users}sysDescr Test switch fw V1.2.3\n")
-            procs.append(subprocess.Popen(
-                ["snmpd", "-f", "-Lf", str(tmp / "snmpd.log"), "-C", "-c", str(conf), "-p", str(tmp / "pid")],
-                env={**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / "persist"), "MIBS": ""},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            _wait_v3(address)
+            procs.append(start_snmpd(tmp, address, users))
         yield
     finally:
         for p in procs:
