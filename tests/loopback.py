@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import socket
 import subprocess
 import threading
@@ -164,6 +166,36 @@ def stop_process(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def stop_processes_naming(mark: str) -> None:
+    """Stop the processes one of whose command-line arguments contains `mark` (helpers a daemon of ours starts in
+    sessions of their own, which outlive it): SIGTERM, then SIGKILL for those still there after 3 s."""
+    needle = mark.encode()
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if any(needle in arg for arg in cmdline.read_bytes().split(b"\0")):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 3
+        while time.monotonic() < end and any(_alive(pid) for pid in pids):
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"     # a zombie has ended; its parent reaps it
 
 
 def wildcard_ports() -> set[int]:

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.loopback import stop_process, wait_port
+from tests.loopback import stop_process, stop_processes_naming, wait_port
 
 SAMBA, SAMBA_TOOL = "/usr/sbin/samba", "/usr/bin/samba-tool"
 REALM, DOMAIN, BASE = "TCM.TEST", "TCM", "DC=tcm,DC=test"
@@ -60,7 +58,7 @@ class SambaDC:
 
     def stop(self) -> None:
         stop_process(self.proc)
-        _stop_helpers(self.conf)
+        stop_processes_naming(str(self.conf))   # smbd, winbindd and samba's rpc helpers
 
 
 def need_samba_dc() -> None:
@@ -68,34 +66,6 @@ def need_samba_dc() -> None:
         pytest.skip("needs samba-ad-dc and samba-ad-provision (scripts/apt-test.txt)")
     if os.geteuid() != 0:
         pytest.skip("a Samba AD DC runs as root")
-
-
-def _stop_helpers(conf: Path) -> None:
-    """smbd, winbindd and the rpc helpers samba starts, found by their command line naming our smb.conf."""
-    mark = str(conf).encode()
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if any(mark in arg for arg in cmdline.read_bytes().split(b"\0")):
-                pids.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + 3
-        while time.monotonic() < end and any(_alive(p) for p in pids):
-            time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 PLANT = """
@@ -174,7 +144,7 @@ def start_dc(tmp: Path, address: str, *, weak: bool) -> SambaDC:
         assert not foreign, f"samba listens beyond {address}: {foreign}"
     except BaseException:
         stop_process(proc)
-        _stop_helpers(conf)
+        stop_processes_naming(str(conf))
         raise
     return SambaDC(address, proc, conf, tmp / "private" / "tls" / "ca.pem", users)
 

@@ -8,18 +8,15 @@ makes smbd bind exactly 127.25.0.x (checked below with ss), without adding an ad
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.loopback import stop_process, wait_port
+from tests.loopback import stop_process, stop_processes_naming, wait_port
 
 SMBD = "/usr/sbin/smbd"
 REPORT_FILES = ("his-export-2026-11.csv", "lis-results-2026-11.csv", "pacs-worklist.csv")   # fake exports
@@ -59,38 +56,10 @@ class Smbd:
 
     def stop(self) -> None:
         stop_process(self.proc)
-        _stop_helpers(self.conf)
+        # smbd starts samba-dcerpcd and its rpcd_* workers on demand (srvsvc), each in a session of its own, and
+        # they outlive smbd. They are ours by their command line, which names our temporary smb.conf.
+        stop_processes_naming(f"--configfile={self.conf}")
         shutil.rmtree(self.share, ignore_errors=True)
-
-
-def _stop_helpers(conf: Path) -> None:
-    """smbd starts samba-dcerpcd and its rpcd_* workers on demand (srvsvc), each in a session of its own, and
-    they outlive smbd. They are ours by their command line, which names our temporary smb.conf."""
-    mark = f"--configfile={conf}".encode()
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if mark in cmdline.read_bytes().split(b"\0"):
-                pids.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + 3
-        while time.monotonic() < end and any(_alive(pid) for pid in pids):
-            time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"     # a zombie has ended; its parent reaps it
 
 
 def need_samba() -> None:
@@ -144,7 +113,7 @@ def start_smbd(tmp: Path, address: str, port: int, *, weak: bool, extra_files: i
         assert ours and all(a == f"{address}:{port}" for a in ours), f"smbd listens on {ours}"
     except BaseException:
         stop_process(proc)
-        _stop_helpers(conf)
+        stop_processes_naming(f"--configfile={conf}")
         shutil.rmtree(share, ignore_errors=True)
         raise
     return Smbd(address, port, proc, share, conf)
