@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
 import random
 import signal
@@ -10,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,6 +169,18 @@ def stop_process(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@functools.cache
+def lab_module(relative: str) -> types.ModuleType:
+    """A module of the lab (lab/ is no package: its scripts run on the lab hosts), loaded from its path in the
+    repository, e.g. lab_module("lab/hosts/_standins/data_api_standins.py"): the tests use the lab's own stand-ins."""
+    path = Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(f"lab_{path.stem}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def stop_processes_naming(mark: str) -> None:

@@ -1,4 +1,5 @@
-"""phi.fhir against FHIR STAND-INS (Debian ships no FHIR server): a small http.server on 127.17.0.61 that plays
+"""phi.fhir against FHIR STAND-INS (Debian ships no FHIR server), the lab's own (lab/hosts/_standins/
+data_api_standins.py, loaded by path): a small http.server on 127.17.0.61 that plays
 an open HAPI-style R4 server holding two fake patients, and one on .62 that plays a SMART-on-FHIR server asking
 for a bearer token. Their answers follow the FHIR R4 RESTful API (CapabilityStatement at [base]/metadata,
 searchset Bundle, _summary=count). Compared with curl; the CLI scan's findings exactly; the database grepped
@@ -13,7 +14,6 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -25,63 +25,17 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from tests.helpers import observations, scan
+from tests.loopback import lab_module
 
 OPEN, SMART = "127.17.0.61", "127.17.0.62"
-PATIENTS = [{"resourceType": "Patient", "id": "p1", "name": [{"family": "FAKEPATIENT-ZHAO", "given": ["Liuqi"]}],
-             "birthDate": "1955-03-08"},
-            {"resourceType": "Patient", "id": "p2", "name": [{"family": "FAKEPATIENT-QIAN", "given": ["Bajiu"]}],
-             "birthDate": "1948-11-30"}]
+STANDINS = lab_module("lab/hosts/_standins/data_api_standins.py")     # the lab's research hosts run the same
 NEEDLES = [b"FAKEPATIENT", b"Liuqi", b"Bajiu", b"1955-03-08", b"1948-11-30"]
-
-
-class FhirStandIn(BaseHTTPRequestHandler):
-    """FHIR R4 stand-in. `smart` servers declare SMART-on-FHIR and answer 401 to searches without a token."""
-
-    smart = False
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-    def _send(self, status: int, doc: dict | None) -> None:
-        body = json.dumps(doc).encode() if doc is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/fhir+json;charset=utf-8")
-        if status == 401:
-            self.send_header("WWW-Authenticate", 'Bearer realm="fhir"')
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        url = urlsplit(self.path)
-        if url.path == "/fhir/metadata":
-            security = ({"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                                   "code": "SMART-on-FHIR"}]}]} if self.smart else {})
-            self._send(200, {"resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1",
-                             "software": {"name": "FHIR stand-in (tcmscan tests)", "version": "0"},
-                             "rest": [{"mode": "server", "security": security,
-                                       "resource": [{"type": "Patient"}]}]})
-        elif url.path == "/fhir/Patient":
-            if self.smart and "authorization" not in {k.lower() for k in self.headers}:
-                self._send(401, {"resourceType": "OperationOutcome"})
-                return
-            q = parse_qs(url.query)
-            bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(PATIENTS)}
-            if q.get("_summary") != ["count"]:
-                bundle["entry"] = [{"resource": p} for p in PATIENTS]
-            self._send(200, bundle)
-        else:
-            self._send(404, {"resourceType": "OperationOutcome"})
 
 
 @pytest.fixture(scope="module")
 def fhir() -> Iterator[None]:
-    servers = []
-    for address, smart in ((OPEN, False), (SMART, True)):
-        handler = type("H", (FhirStandIn,), {"smart": smart})
-        srv = ThreadingHTTPServer((address, 8080), handler)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
+    servers = [STANDINS.serve(address, 8080, STANDINS.FhirStandIn, locked=smart)
+               for address, smart in ((OPEN, False), (SMART, True))]
     try:
         yield
     finally:
@@ -104,7 +58,7 @@ def facts(address: str) -> dict:
 
 
 def test_open_and_smart_facts(fhir: None) -> None:
-    common = {"base": "/fhir", "tls": False, "fhir_version": "4.0.1", "software": "FHIR stand-in (tcmscan tests)"}
+    common = {"base": "/fhir", "tls": False, "fhir_version": "4.0.1", "software": "FHIR stand-in (tcmscan lab)"}
     assert facts(OPEN) == {**common, "security_services": [], "patient_search": {"status": 200, "total": 2}}
     assert facts(SMART) == {**common, "security_services": ["SMART-on-FHIR"],
                             "patient_search": {"status": 401, "total": None}}
@@ -154,7 +108,7 @@ def test_scan_cli_findings_and_no_patient_stored(fhir: None, tmp_path: Path) -> 
     assert time.monotonic() - start < 300
     assert [(f["address"], f["rule_id"], f["port"], f["severity"], f["evidence"]) for f in found] == [
         (OPEN, "data.fhir.unauthenticated-patient-search", 8080, "critical",
-         {"port": 8080, "base": "/fhir", "fhir_version": "4.0.1", "software": "FHIR stand-in (tcmscan tests)",
+         {"port": 8080, "base": "/fhir", "fhir_version": "4.0.1", "software": "FHIR stand-in (tcmscan lab)",
           "patients": 2})]
     obs = observations(db, sid)
     stored = b"".join(f.read_bytes() for f in tmp_path.iterdir() if f.name.startswith("s.db"))

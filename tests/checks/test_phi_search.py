@@ -1,6 +1,7 @@
 """phi.elasticsearch and phi.kibana against STAND-INS (Debian ships neither Elasticsearch, OpenSearch nor Kibana):
-http.server handlers answering as an open Elasticsearch 7 cluster with a clinical-looking index (127.17.0.71),
-one asking for a login (.72), an open Kibana (.73:5601) and one asking for a login (.74:5601). Their documents
+the lab's own http.server handlers (lab/hosts/_standins/data_api_standins.py, loaded by path) answering as an open
+Elasticsearch 7 cluster with a clinical-looking index (127.17.0.71), one asking for a login (.72), an open Kibana
+(.73:5601) and one asking for a login (.74:5601). Their documents
 follow the Elasticsearch / Kibana REST APIs (GET /, _cat/indices?format=json, /api/status). Compared with curl;
 the CLI scan's findings exactly; misbehaving servers bounded; hypothesis on the index summary."""
 
@@ -9,9 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,54 +24,18 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from tests.helpers import scan
+from tests.loopback import lab_module
 
 ES_OPEN, ES_LOCKED, KB_OPEN, KB_LOCKED = "127.17.0.71", "127.17.0.72", "127.17.0.73", "127.17.0.74"
-INDICES = [{"index": "his-orders-2024", "docs.count": "1200"}, {"index": "患者主索引", "docs.count": "300"},
-           {"index": "nginx-logs", "docs.count": "3"}, {"index": ".kibana_1", "docs.count": "12"}]
-
-
-class StandIn(BaseHTTPRequestHandler):
-    """kind: es-open | es-locked | kibana-open | kibana-locked."""
-
-    kind = ""
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-    def _send(self, status: int, doc: object, challenge: str = "") -> None:
-        body = json.dumps(doc, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        if challenge:
-            self.send_header("WWW-Authenticate", challenge)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.kind.endswith("locked"):
-            realm = 'Basic realm="security" charset="UTF-8"' if self.kind == "es-locked" else ""
-            self._send(401, {"statusCode": 401, "error": "Unauthorized"}, realm)
-        elif self.kind == "es-open" and self.path == "/":
-            self._send(200, {"name": "es-node-1", "cluster_name": "ward-search", "version": {
-                "number": "7.17.9", "build_flavor": "default"}, "tagline": "You Know, for Search"})
-        elif self.kind == "es-open" and self.path.startswith("/_cat/indices?format=json"):
-            self._send(200, INDICES)
-        elif self.kind == "kibana-open" and self.path == "/api/status":
-            self._send(200, {"name": "kibana-ward", "version": {"number": "7.17.9", "build_snapshot": False},
-                             "status": {"overall": {"state": "green"}}})
-        else:
-            self._send(404, {"error": "not found"})
+STANDINS = lab_module("lab/hosts/_standins/data_api_standins.py")     # the lab's research hosts run the same
 
 
 @pytest.fixture(scope="module")
 def standins() -> Iterator[None]:
-    servers = []
-    for address, port, kind in ((ES_OPEN, 9200, "es-open"), (ES_LOCKED, 9200, "es-locked"),
-                                (KB_OPEN, 5601, "kibana-open"), (KB_LOCKED, 5601, "kibana-locked")):
-        srv = ThreadingHTTPServer((address, port), type("H", (StandIn,), {"kind": kind}))
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
+    es, kibana = STANDINS.ElasticsearchStandIn, STANDINS.KibanaStandIn
+    servers = [STANDINS.serve(address, port, handler, locked)
+               for address, port, handler, locked in ((ES_OPEN, 9200, es, False), (ES_LOCKED, 9200, es, True),
+                                                      (KB_OPEN, 5601, kibana, False), (KB_LOCKED, 5601, kibana, True))]
     try:
         yield
     finally:
