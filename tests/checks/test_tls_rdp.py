@@ -13,6 +13,7 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from tests.checks.rdp_servers import XRDP, start_xrdp
+from tests.checks.tls_support import sslyze_versions
 from tests.loopback import pick_port, stop_process
 
 TLS_ONLY, RDP_ONLY = "127.16.0.24", "127.16.0.25"
@@ -43,35 +44,12 @@ def _sorted(versions: dict) -> dict:
 
 
 def test_rdp_tls_graded_and_equal_to_sslyze(servers) -> None:
-    from sslyze import (
-        ProtocolWithOpportunisticTlsEnum,
-        ScanCommand,
-        Scanner,
-        ServerNetworkConfiguration,
-        ServerNetworkLocation,
-        ServerScanRequest,
-        ServerScanStatusEnum,
-    )
-
     port = servers
     r = _attempt(TLS_ONLY, port)
     assert r.status == "completed", r.detail
     obs = {o.key: o.data for o in r.observations}
     assert obs["versions"]["starttls"] == {"protocol": "rdp", "offered": True}
-    cmds = {"SSLv2": ScanCommand.SSL_2_0_CIPHER_SUITES, "SSLv3": ScanCommand.SSL_3_0_CIPHER_SUITES,
-            "TLSv1.0": ScanCommand.TLS_1_0_CIPHER_SUITES, "TLSv1.1": ScanCommand.TLS_1_1_CIPHER_SUITES,
-            "TLSv1.2": ScanCommand.TLS_1_2_CIPHER_SUITES, "TLSv1.3": ScanCommand.TLS_1_3_CIPHER_SUITES}
-    req = ServerScanRequest(server_location=ServerNetworkLocation(hostname=TLS_ONLY, port=port),
-                            network_configuration=ServerNetworkConfiguration(
-                                tls_server_name_indication="rdp.loopback.test",
-                                tls_opportunistic_encryption=ProtocolWithOpportunisticTlsEnum.RDP),
-                            scan_commands=set(cmds.values()))
-    scanner = Scanner()
-    scanner.queue_scans([req])
-    res = next(iter(scanner.get_results()))
-    assert res.scan_status == ServerScanStatusEnum.COMPLETED, res.connectivity_error_trace
-    theirs = {v: sorted(c.cipher_suite.name for c in getattr(res.scan_result, cmd.value).result.accepted_cipher_suites)
-              for v, cmd in cmds.items()}
+    theirs = sslyze_versions(TLS_ONLY, port, starttls="RDP", sni="rdp.loopback.test")
     assert _sorted(obs["versions"]["versions"]) == theirs
     assert [v for v, s in theirs.items() if s] == ["TLSv1.2", "TLSv1.3"]     # xrdp.ini ssl_protocols
 

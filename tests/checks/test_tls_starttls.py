@@ -21,7 +21,7 @@ from tests.checks.starttls_support import (
     smtp_server,
     vsftpd,
 )
-from tests.checks.tls_support import make_pki
+from tests.checks.tls_support import make_pki, sslyze_versions
 from tests.helpers import observations, scan
 
 NET = "127.55.0"
@@ -128,31 +128,8 @@ def test_findings_exact(cli_scan, servers) -> None:
 
 def test_smtp_equals_sslyze_starttls(servers) -> None:
     """sslyze's own STARTTLS scan of the same aiosmtpd server: the same suites per version."""
-    from sslyze import (
-        ProtocolWithOpportunisticTlsEnum,
-        ScanCommand,
-        Scanner,
-        ServerNetworkConfiguration,
-        ServerNetworkLocation,
-        ServerScanRequest,
-        ServerScanStatusEnum,
-    )
-
     address, port = servers["smtp"]
-    cmds = {"SSLv2": ScanCommand.SSL_2_0_CIPHER_SUITES, "SSLv3": ScanCommand.SSL_3_0_CIPHER_SUITES,
-            "TLSv1.0": ScanCommand.TLS_1_0_CIPHER_SUITES, "TLSv1.1": ScanCommand.TLS_1_1_CIPHER_SUITES,
-            "TLSv1.2": ScanCommand.TLS_1_2_CIPHER_SUITES, "TLSv1.3": ScanCommand.TLS_1_3_CIPHER_SUITES}
-    req = ServerScanRequest(server_location=ServerNetworkLocation(hostname=address, port=port),
-                            network_configuration=ServerNetworkConfiguration(
-                                tls_server_name_indication="mail.test",
-                                tls_opportunistic_encryption=ProtocolWithOpportunisticTlsEnum.SMTP),
-                            scan_commands=set(cmds.values()))
-    scanner = Scanner()
-    scanner.queue_scans([req])
-    res = next(iter(scanner.get_results()))
-    assert res.scan_status == ServerScanStatusEnum.COMPLETED, res.connectivity_error_trace
-    theirs = {v: sorted(c.cipher_suite.name for c in getattr(res.scan_result, cmd.value).result.accepted_cipher_suites)
-              for v, cmd in cmds.items()}
+    theirs = sslyze_versions(address, port, starttls="SMTP", sni="mail.test")
     mine = _attempt(address, port, "smtp")
     assert mine.status == "completed", mine.detail
     assert _sorted(mine.observations[0].data["versions"]) == theirs == SMTP_VERSIONS

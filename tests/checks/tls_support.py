@@ -167,15 +167,29 @@ def attempt(port: int, *, options: dict | None = None, safe_mode: bool = False, 
     return execute_attempt(spec, RunEnv(scope=[f"{LOOP}/32"]))
 
 
-def sslyze_versions(host: str, port: int) -> dict[str, list[str]] | str:
-    """sslyze's accepted suites per version (its Python API), or its connectivity error as a string."""
-    from sslyze import ScanCommand, Scanner, ServerNetworkLocation, ServerScanRequest, ServerScanStatusEnum
+def sslyze_versions(host: str, port: int, *, starttls: str = "", sni: str = "") -> dict[str, list[str]] | str:
+    """sslyze's accepted suites per version (its Python API), or its connectivity error as a string. `starttls`
+    names sslyze's opportunistic-TLS dialogue (ProtocolWithOpportunisticTlsEnum: "SMTP", "RDP", ...), sent with
+    the server name `sni`."""
+    from sslyze import (
+        ProtocolWithOpportunisticTlsEnum,
+        ScanCommand,
+        Scanner,
+        ServerNetworkConfiguration,
+        ServerNetworkLocation,
+        ServerScanRequest,
+        ServerScanStatusEnum,
+    )
 
     cmds = {"SSLv2": ScanCommand.SSL_2_0_CIPHER_SUITES, "SSLv3": ScanCommand.SSL_3_0_CIPHER_SUITES,
             "TLSv1.0": ScanCommand.TLS_1_0_CIPHER_SUITES, "TLSv1.1": ScanCommand.TLS_1_1_CIPHER_SUITES,
             "TLSv1.2": ScanCommand.TLS_1_2_CIPHER_SUITES, "TLSv1.3": ScanCommand.TLS_1_3_CIPHER_SUITES}
+    network = None
+    if starttls:
+        network = ServerNetworkConfiguration(tls_server_name_indication=sni,
+                                             tls_opportunistic_encryption=ProtocolWithOpportunisticTlsEnum[starttls])
     req = ServerScanRequest(server_location=ServerNetworkLocation(hostname=host, port=port),
-                            scan_commands=set(cmds.values()))
+                            network_configuration=network, scan_commands=set(cmds.values()))
     scanner = Scanner()
     scanner.queue_scans([req])
     for res in scanner.get_results():
