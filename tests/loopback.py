@@ -135,6 +135,24 @@ def wait_port(address: str, port: int, timeout: float = 10) -> None:
     raise TimeoutError(f"{address}:{port} did not come up")
 
 
+def self_signed(key: Path, cert: Path, cn: str) -> None:
+    """A self-signed RSA certificate for `cn` (openssl req), unless `cert` is there already."""
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                        "-out", str(cert), "-days", "30", "-subj", f"/CN={cn}"], check=True, capture_output=True)
+
+
+def start_listening(argv: list[str], address: str, port: int) -> subprocess.Popen:
+    """Start a server of ours (output discarded) and return once it accepts on address:port; stopped if it does not."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(address, port)
+    except TimeoutError:
+        stop_process(p)
+        raise
+    return p
+
+
 def start_sshd(tmp: Path, address: str, port: int = 22) -> subprocess.Popen:
     key = tmp / "ssh_host_ed25519_key"
     if not key.exists():
@@ -151,10 +169,7 @@ def start_sshd(tmp: Path, address: str, port: int = 22) -> subprocess.Popen:
 
 def start_tls(tmp: Path, address: str, port: int = 443) -> subprocess.Popen:
     key, cert = tmp / "tls.key", tmp / "tls.crt"
-    if not cert.exists():
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                        "-out", str(cert), "-days", "30", "-subj", "/CN=loopback.test"], check=True,
-                       capture_output=True)
+    self_signed(key, cert, "loopback.test")
     p = subprocess.Popen(["openssl", "s_server", "-quiet", "-accept", f"{address}:{port}", "-cert", str(cert),
                           "-key", str(key), "-www"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(address, port)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.loopback import stop_process, wait_port
+from tests.loopback import self_signed, start_listening
 
 XRDP = "/usr/sbin/xrdp"
 INI = """[Globals]
@@ -30,17 +30,7 @@ EnableConsole=false
 
 
 def start_xrdp(tmp: Path, address: str, port: int, layer: str, crypt: str = "high") -> subprocess.Popen:
-    if not (tmp / "rdp.crt").exists():
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp / "rdp.key"),
-                        "-out", str(tmp / "rdp.crt"), "-days", "30", "-subj", "/CN=rdp.loopback.test"], check=True,
-                       capture_output=True)
+    self_signed(tmp / "rdp.key", tmp / "rdp.crt", "rdp.loopback.test")
     ini = tmp / f"xrdp-{address}.ini"
     ini.write_text(INI.format(address=address, port=port, layer=layer, crypt=crypt, tmp=tmp))
-    p = subprocess.Popen([XRDP, "--nodaemon", "--config", str(ini)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    try:
-        wait_port(address, port)
-    except TimeoutError:
-        stop_process(p)
-        raise
-    return p
+    return start_listening([XRDP, "--nodaemon", "--config", str(ini)], address, port)

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.loopback import stop_process, wait_port
+from tests.loopback import self_signed, start_listening
 
 XVNC = "/usr/bin/Xvnc"
 
@@ -38,17 +38,8 @@ def start_xvnc(tmp: Path, address: str, port: int, security: str, password: str 
         args += ["-PasswordFile", str(pw)]
     if "X509" in security:
         key, cert = tmp / "vnc.key", tmp / "vnc.crt"
-        if not cert.exists():
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                            "-out", str(cert), "-days", "30", "-subj", "/CN=vnc.loopback.test"], check=True,
-                           capture_output=True)
+        self_signed(key, cert, "vnc.loopback.test")
         args += ["-X509Key", str(key), "-X509Cert", str(cert)]
     if "Plain" in security:
         args += ["-PlainUsers", "nobody-tcmscan"]
-    p = subprocess.Popen([*args, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(address, port)
-    except TimeoutError:
-        stop_process(p)
-        raise
-    return p
+    return start_listening([*args, *extra], address, port)
