@@ -94,6 +94,28 @@ def postgres(procs: Procs, address: str, port: int, *, method: str, password: st
     return tmp
 
 
+def db_cert(directory: Path, owner: str) -> tuple[Path, Path]:
+    """A self-signed server.key/server.crt in `directory`, owned by the database's system user, key 0600."""
+    key, cert = directory / "server.key", directory / "server.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=db-twin.test"], check=True, capture_output=True)
+    for f in (key, cert):
+        shutil.chown(f, owner)
+    key.chmod(0o600)
+    return key, cert
+
+
+def mariadb_datadir(root: Path, address: str) -> Path:
+    """root/address, owned by mysql, with a fresh system database (mariadb-install-db, root without password)."""
+    data = root / address
+    data.mkdir(mode=0o700)
+    shutil.chown(data, "mysql")
+    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=mysql",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, capture_output=True, timeout=180)
+    return data
+
+
 def snmpd(procs: Procs, tmp: Path, address: str, port: int) -> None:
     """net-snmp agent: v1/v2c, community public read-only and private read-write (as the lab switch)."""
     need("snmpd")

@@ -19,22 +19,12 @@ import yaml
 from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
-from tests.checks.services_daemons import Procs, _pg_bin
+from tests.checks.services_daemons import Procs, _pg_bin, db_cert, mariadb_datadir
 from tests.helpers import scan
 from tests.loopback import wait_port
 
 PG_TRUST, PG_TLS, MY_OPEN, MY_TLS = "127.17.0.31", "127.17.0.32", "127.17.0.33", "127.17.0.34"
 MY_PASSWORD = "Twin-Maria-Secret"
-
-
-def _cert(directory: Path, owner: str) -> tuple[Path, Path]:
-    key, cert = directory / "server.key", directory / "server.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=db-twin.test"], check=True, capture_output=True)
-    for f in (key, cert):
-        shutil.chown(f, owner)
-    key.chmod(0o600)
-    return key, cert
 
 
 def _postgres(procs: Procs, root: Path, address: str, *, tls: bool) -> None:
@@ -46,7 +36,7 @@ def _postgres(procs: Procs, root: Path, address: str, *, tls: bool) -> None:
                    check=True, capture_output=True, timeout=120)
     hba = data / "pg_hba.conf"
     if tls:
-        key, cert = _cert(data, "postgres")
+        key, cert = db_cert(data, "postgres")
         hba.write_text("local all postgres peer\nhostssl all all 127.0.0.0/8 scram-sha-256\n")
         extra = ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
     else:
@@ -59,17 +49,12 @@ def _postgres(procs: Procs, root: Path, address: str, *, tls: bool) -> None:
 
 
 def _mariadb(procs: Procs, root: Path, address: str, *, tls: bool) -> None:
-    data = root / address
-    data.mkdir(mode=0o700)
-    shutil.chown(data, "mysql")
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=mysql",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   check=True, capture_output=True, timeout=180)
+    data = mariadb_datadir(root, address)
     args = ["mariadbd", "--no-defaults", f"--datadir={data}", "--user=mysql", f"--bind-address={address}",
             "--port=3306", f"--socket={data}/mysqld.sock", "--skip-name-resolve=0", "--skip-log-bin",
             f"--pid-file={data}/mysqld.pid"]
     if tls:
-        key, cert = _cert(root, "mysql")
+        key, cert = db_cert(root, "mysql")
         args += [f"--ssl-cert={cert}", f"--ssl-key={key}", "--require-secure-transport=ON"]
     procs.start(args)
     wait_port(address, 3306, timeout=60)

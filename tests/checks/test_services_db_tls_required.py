@@ -25,7 +25,7 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from scanner.sdk.credentials import Credential, CredentialStore
-from tests.checks.services_daemons import Procs
+from tests.checks.services_daemons import Procs, db_cert, mariadb_datadir
 from tests.helpers import scan
 from tests.loopback import wait_port
 
@@ -35,21 +35,12 @@ ROOT_PASSWORD = "Root-Maria-27"
 
 
 def _mariadb(procs: Procs, root: Path, address: str, *, tls: bool, required: bool = False) -> None:
-    data = root / address
-    data.mkdir(mode=0o700)
-    shutil.chown(data, "mysql")
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=mysql",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   check=True, capture_output=True, timeout=180)
+    data = mariadb_datadir(root, address)
     args = ["mariadbd", "--no-defaults", f"--datadir={data}", "--user=mysql", f"--bind-address={address}",
             "--port=3306", f"--socket={data}/mysqld.sock", "--skip-log-bin", f"--pid-file={data}/mysqld.pid",
             "--general-log=1", f"--general-log-file={data}/general.log"]
     if tls:
-        key, cert = data / "server.key", data / "server.crt"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                        str(cert), "-days", "2", "-subj", "/CN=db-twin.test"], check=True, capture_output=True)
-        for f in (key, cert):
-            shutil.chown(f, "mysql")
+        key, cert = db_cert(data, "mysql")
         args += [f"--ssl-cert={cert}", f"--ssl-key={key}"]
     if required:
         args.append("--require-secure-transport=ON")
