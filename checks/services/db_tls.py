@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from checks.services import _wire as wire
-from checks.services.unauth import IO_TIMEOUT, service_kind
+from checks.services.unauth import IO_TIMEOUT, run_probe, service_kind
 from scanner.sdk import Asset, CheckContext, CheckError, CheckMeta, CheckNotApplicable, Observation, Service
 from scanner.sdk.bounded import BoundedSocket
 from scanner.sdk.credentials import Credential
@@ -220,12 +220,5 @@ def run(ctx: CheckContext) -> list[Observation]:
     kind = db_kind(ctx.service)
     if kind not in KINDS:
         raise CheckNotApplicable("not a MySQL/MariaDB, PostgreSQL or SQL Server service")
-    try:
-        result = PROBES[kind](ctx)
-    except wire.WireError as e:
-        if "timeout" in str(e):
-            raise CheckError("timeout", f"{kind}: {e}") from None
-        raise CheckNotApplicable(f"port does not speak {kind}: {e}") from None
-    except (ConnectionResetError, BrokenPipeError) as e:
-        raise CheckError("connectivity", f"{kind}: connection dropped: {e}") from None
+    result = run_probe(ctx, kind, PROBES[kind])
     return [ctx.observation("tls", {"service": kind, "product": result.pop("product", kind), **result})]

@@ -153,17 +153,23 @@ PROBES: dict[str, Callable[[CheckContext], dict[str, Any]]] = {
 }
 
 
-def run(ctx: CheckContext) -> list[Observation]:
-    kind = service_kind(ctx.service)
-    if not kind:
-        raise CheckNotApplicable("not a database or cache service")
+def run_probe(ctx: CheckContext, kind: str, probe: Callable[[CheckContext], dict[str, Any]]) -> dict[str, Any]:
+    """`probe`'s result; its wire errors as the attempt's outcome: a timeout, or a port that does not speak `kind`
+    (not applicable), or the connection dropped."""
     try:
-        result = PROBES[kind](ctx)
+        return probe(ctx)
     except wire.WireError as e:
         if "timeout" in str(e):
             raise CheckError("timeout", f"{kind}: {e}") from None
         raise CheckNotApplicable(f"port does not speak {kind}: {e}") from None
     except (ConnectionResetError, BrokenPipeError) as e:
         raise CheckError("connectivity", f"{kind}: connection dropped: {e}") from None
+
+
+def run(ctx: CheckContext) -> list[Observation]:
+    kind = service_kind(ctx.service)
+    if not kind:
+        raise CheckNotApplicable("not a database or cache service")
+    result = run_probe(ctx, kind, PROBES[kind])
     data = {"service": kind, "product": result.pop("product", kind) or kind, **result}
     return [ctx.observation("auth", data)]
