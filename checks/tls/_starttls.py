@@ -89,27 +89,31 @@ class _Lines:
         last = f"; last line {self.log[-1][:80]!r}" if self.log else ""
         return CheckError(reason, f"{self.protocol} STARTTLS: {what}{got}{last}")
 
+    def _read_more(self) -> None:
+        """One more chunk into the buffer, under the exchange's deadline and byte budget."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self._fail("timeout", "no complete reply in time")
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(4096)
+        except TimeoutError:
+            raise self._fail("timeout", "no complete reply in time") from None
+        except OSError as e:
+            raise self._fail("protocol", f"connection error during the cleartext exchange: {e.strerror or e}") \
+                from None
+        if not chunk:
+            raise self._fail("protocol", "server closed the connection during the cleartext exchange")
+        self.received += len(chunk)
+        if self.received > MAX_EXCHANGE_BYTES:
+            raise self._fail("protocol", f"cleartext exchange longer than {MAX_EXCHANGE_BYTES} bytes")
+        self.buf += chunk
+
     def line(self) -> bytes:
         while b"\n" not in self.buf:
             if len(self.buf) > MAX_LINE:
                 raise self._fail("protocol", f"line longer than {MAX_LINE} bytes")
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise self._fail("timeout", "no complete reply in time")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(4096)
-            except TimeoutError:
-                raise self._fail("timeout", "no complete reply in time") from None
-            except OSError as e:
-                raise self._fail("protocol", f"connection error during the cleartext exchange: {e.strerror or e}") \
-                    from None
-            if not chunk:
-                raise self._fail("protocol", "server closed the connection during the cleartext exchange")
-            self.received += len(chunk)
-            if self.received > MAX_EXCHANGE_BYTES:
-                raise self._fail("protocol", f"cleartext exchange longer than {MAX_EXCHANGE_BYTES} bytes")
-            self.buf += chunk
+            self._read_more()
         raw, self.buf = self.buf.split(b"\n", 1)
         raw = raw.rstrip(b"\r")
         self.log.append(raw)
@@ -134,23 +138,7 @@ class _Lines:
     def exact(self, n: int) -> bytes:
         """`n` raw bytes (binary protocols), under the same deadline and byte budget as lines."""
         while len(self.buf) < n:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise self._fail("timeout", "no complete reply in time")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(4096)
-            except TimeoutError:
-                raise self._fail("timeout", "no complete reply in time") from None
-            except OSError as e:
-                raise self._fail("protocol", f"connection error during the cleartext exchange: {e.strerror or e}") \
-                    from None
-            if not chunk:
-                raise self._fail("protocol", "server closed the connection during the cleartext exchange")
-            self.received += len(chunk)
-            if self.received > MAX_EXCHANGE_BYTES:
-                raise self._fail("protocol", f"cleartext exchange longer than {MAX_EXCHANGE_BYTES} bytes")
-            self.buf += chunk
+            self._read_more()
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
