@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -112,7 +113,8 @@ def test_bad_peers_bounded():
 
 # ---------------------------------------------------------------------------------------------- hypothesis
 
-def _run(data: bytes):
+def _reader(data: bytes) -> Callable[[int], bytes]:
+    """`read(n)` over `data`, as the socket reader: the next n bytes, RfbError past the end."""
     pos = 0
 
     def read(n: int) -> bytes:
@@ -122,7 +124,11 @@ def _run(data: bytes):
         pos += n
         return data[pos - n:pos]
 
-    return handshake(read, lambda _b: None)
+    return read
+
+
+def _run(data: bytes):
+    return handshake(_reader(data), lambda _b: None)
 
 
 OPENINGS = st.sampled_from((
@@ -153,15 +159,7 @@ def test_version_line(line: bytes) -> None:
        st.sampled_from(("3.3", "3.7", "3.8")))
 def test_vnc_auth_parser(data: bytes, version: str) -> None:
     from scanner.sdk.rfb import Hello, vnc_auth
-    pos = 0
-
-    def read(n: int) -> bytes:
-        nonlocal pos
-        if pos + n > len(data):
-            raise RfbError("protocol", "closed")
-        pos += n
-        return data[pos - n:pos]
-
+    read = _reader(data)
     hello = Hello("RFB 003.008", version, version, [2], version == "3.3")
     out = bounded(vnc_auth, read, lambda _b: None, hello, "password", allowed=(RfbError,))
     assert out is None or (isinstance(out[0], bool) and len(out[1]) <= 120)
