@@ -9,11 +9,12 @@ import os
 import random
 import signal
 import socket
+import socketserver
 import subprocess
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 Talk = Callable[[socket.socket, int, bytes], object]
@@ -185,6 +186,16 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.kill()
         proc.wait()
 
+
+@contextlib.contextmanager
+def serving(servers: list[socketserver.BaseServer]) -> Iterator[None]:
+    """Shut the (http.server / socketserver) servers down and close their sockets when the block ends."""
+    try:
+        yield
+    finally:
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
 
 @functools.cache
 def lab_module(relative: str) -> types.ModuleType:

@@ -25,7 +25,7 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from tests.helpers import observations, scan
-from tests.loopback import lab_module
+from tests.loopback import lab_module, serving
 
 OPEN, SMART = "127.17.0.61", "127.17.0.62"
 STANDINS = lab_module("lab/hosts/_standins/data_api_standins.py")     # the lab's research hosts run the same
@@ -36,12 +36,8 @@ NEEDLES = [b"FAKEPATIENT", b"Liuqi", b"Bajiu", b"1955-03-08", b"1948-11-30"]
 def fhir() -> Iterator[None]:
     servers = [STANDINS.serve(address, 8080, STANDINS.FhirStandIn, locked=smart)
                for address, smart in ((OPEN, False), (SMART, True))]
-    try:
+    with serving(servers):
         yield
-    finally:
-        for srv in servers:
-            srv.shutdown()
-            srv.server_close()
 
 
 def attempt(address: str, port: int = 8080):

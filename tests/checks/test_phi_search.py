@@ -24,7 +24,7 @@ from scanner.core.models import Asset, AttemptSpec, Service
 from scanner.engine.runner import execute_attempt
 from scanner.sdk.context import RunEnv
 from tests.helpers import scan
-from tests.loopback import lab_module
+from tests.loopback import lab_module, serving
 
 ES_OPEN, ES_LOCKED, KB_OPEN, KB_LOCKED = "127.17.0.71", "127.17.0.72", "127.17.0.73", "127.17.0.74"
 STANDINS = lab_module("lab/hosts/_standins/data_api_standins.py")     # the lab's research hosts run the same
@@ -36,12 +36,8 @@ def standins() -> Iterator[None]:
     servers = [STANDINS.serve(address, port, handler, locked)
                for address, port, handler, locked in ((ES_OPEN, 9200, es, False), (ES_LOCKED, 9200, es, True),
                                                       (KB_OPEN, 5601, kibana, False), (KB_LOCKED, 5601, kibana, True))]
-    try:
+    with serving(servers):
         yield
-    finally:
-        for srv in servers:
-            srv.shutdown()
-            srv.server_close()
 
 
 def attempt(check: str, address: str, port: int, name: str = "http"):
