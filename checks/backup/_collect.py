@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from checks.backup import _parse as parse
+from scanner.sdk import CheckError
 
 VERIFY_BUDGET = 64 * 1024 * 1024   # bytes hashed for checksum verification per host, at most
 MAX_FILES = 5000                   # file rows read from find
@@ -329,5 +330,10 @@ def session_shell(run: Callable[..., Any]) -> Shell:
     """Adapt scanner.sdk.ssh_session.HostSession.run (privileged) to our Shell."""
     def sh(command: str, timeout: float = 20.0) -> tuple[int, str, bool]:
         r = run(command, timeout=timeout, privileged=True)
+        if r.exit_status == -1 or not r.clean:
+            # an answer we did not see whole would read as "no such backup": not assessed instead. The
+            # command is not quoted: it may name a secret's path.
+            why = "ended without an exit status" if r.exit_status == -1 else "printed nothing of ours"
+            raise CheckError("protocol", f"a command over the SSH session {why}: backups not read")
         return r.exit_status, r.stdout, r.truncated
     return sh

@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import secrets
+import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -225,7 +226,11 @@ def _after_marker(text: str, mark: str) -> tuple[str, bool]:
 
 def _read_all(chan: paramiko.Channel, limit: int, deadline: float
               ) -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
-    """Both streams of a channel, bounded in size and in time (TimeoutError past `deadline`)."""
+    """Both streams of a channel up to the server's EOF (or close), bounded in size and in time (TimeoutError
+    past `deadline`); then the exit status is waited for within the same deadline.
+
+    Not up to the exit status: OpenSSH sends it as soon as the command exits and the rest of the output as it
+    drains the pipe, so under load the whole output of a fast command can come after its exit status."""
     out, err = bytearray(), bytearray()
     truncated = False
     limit += 256      # room for the start marker and what a login script printed before it
@@ -238,17 +243,21 @@ def _read_all(chan: paramiko.Channel, limit: int, deadline: float
                 truncated = True
         elif chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)[: max(0, MAX_STDERR - len(err))]
-        elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+        elif chan.eof_received or chan.closed:
+            # EOF follows the last data on the channel: both buffers were just found empty
             break
-        elif chan.closed or chan.eof_received and chan.exit_status_ready():
-            break
+        elif time.monotonic() > deadline:
+            chan.close()
+            raise TimeoutError("command timed out")
         else:
-            if time.monotonic() > deadline:
-                chan.close()
-                raise TimeoutError("command timed out")
-            chan.status_event.wait(0.05)
-            if chan.closed and not chan.recv_ready():
-                break
+            # the channel's pipe is readable on data on either stream, EOF and close (paramiko's fileno())
+            select.select([chan], [], [], 0.05)
+    # the exit status may still be on its way (OpenSSH sends it when the command exits, EOF when the pipe closes)
+    while not chan.exit_status_ready():
+        if time.monotonic() > deadline:
+            chan.close()
+            raise TimeoutError("command timed out")
+        chan.status_event.wait(0.05)
     return (bytes(out[:limit]), truncated or len(out) > limit), (bytes(err), False)
 
 

@@ -253,3 +253,37 @@ def test_ssh_agent_keys(sshd, tmp_path):
     finally:
         agent.terminate()
         agent.wait(timeout=5)
+
+
+def test_output_after_the_exit_status_is_read(sshd, tmp_path):
+    """OpenSSH sends a command's exit status as soon as the command exits, and the rest of its output as it
+    drains the pipe (session.c: "there could be some more data waiting in the pipe"): under load a fast
+    command's whole output can follow its exit status. Made certain here: the shell exits at once, a child
+    it leaves behind writes later. Output is read up to the server's EOF, not up to the exit status (the
+    backup catalogue once read an empty `find` as "no local repository" this way)."""
+    from checks.backup._collect import session_shell
+    from scanner.sdk import CheckError, ssh_session
+    from scanner.sdk.credentials import Credential, CredentialStore
+    from tests.checks.hostile_loopback import context
+
+    (sshd["dir"] / "mode").write_text("normal")
+    creds = CredentialStore([Credential(match="127.0.0.7", type="ssh", user="root", port=sshd["port"],
+                                        key_file=str(sshd["dir"] / "clientkey"))])
+    ctx = context("127.0.0.7", None, "", "host.snapshot", timeout=30, credentials=creds)
+    ctx.env.known_hosts = tmp_path / "known_hosts"
+    session = ssh_session.host_session(ctx)
+    r = session.run("(sleep 0.5; echo late; echo late-err >&2) & echo early; exit 3", timeout=10)
+    assert (r.exit_status, r.stdout, r.stderr, r.clean) == (3, "early\nlate\n", "late-err\n", True)
+    # a command whose output comes only after its exit status
+    r = session.run("(sleep 0.3; date -u +%s; id -u) &", timeout=10)
+    assert r.exit_status == 0 and r.stdout.split()[1:] == ["0"] and r.stdout.split()[0].isdigit()
+    # a command killed by a signal has no exit status (OpenSSH sends exit-signal): the backup collector does
+    # not read its silence as "nothing there"
+    assert session.run("kill -9 $$", timeout=10).exit_status == -1
+    sh = session_shell(session.run)
+    with pytest.raises(CheckError) as e:
+        sh("kill -9 $$")
+    assert (e.value.reason, e.value.detail) == (
+        "protocol", "a command over the SSH session ended without an exit status: backups not read")
+    assert sh("echo ok") == (0, "ok\n", False)
+    session.client.close()
