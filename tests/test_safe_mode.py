@@ -9,7 +9,8 @@ hosts with the lab inventory, then the capture is checked:
 - "packet" = a TCP segment FROM the scanner TO the device that opens a connection (SYN) or carries
   application payload. Those are what the scanner decides to send; pure ACKs, FINs and RSTs are the
   kernel's bookkeeping of those connections (measured and printed too, not bounded).
-- at most 10 such packets in any 1-second sliding window per device;
+- at most 10 such packets in any 1-second sliding window per device, and no two of them closer
+  than 100 ms (a strict minimum spacing);
 - at most 1 TCP connection open per device at any instant (open = from our SYN to the first FIN/RST);
 - no UDP at all from the scanner to a medical device;
 - no write operation: no C-STORE/C-GET/C-MOVE/N-SET/N-CREATE/N-DELETE/N-ACTION request in any DICOM
@@ -86,6 +87,69 @@ def test_paced_sends_on_fragile_device() -> None:
         assert time.monotonic() - start >= 0.5
     finally:
         peer.close()
+
+
+def test_paced_packets_keep_a_strict_minimum_spacing(tmp_path: Path) -> None:
+    """On the wire (tcpdump on lo): SYNs, TLS handshake flights (OpenSSL writes them itself) and payload sends
+    to a fragile device are never closer than 1/RATE, over two TLS connections and five sends each."""
+    if not shutil.which("tcpdump") or os.geteuid() != 0:
+        pytest.skip("needs root and tcpdump")
+    import ssl
+
+    from scanner.core.models import Asset, Service
+    from scanner.sdk.context import CheckContext
+    from scanner.sdk.paced_tls import PacedTLSSocket
+    from tests.loopback import start_tls, stop_process
+
+    address = "127.77.9.10"
+    server = start_tls(tmp_path, address, 8443)
+    pcap = tmp_path / "paced.pcap"
+    dump = capture("lo", [address], pcap)
+    try:
+        asset = Asset(address=address, cls="medical-device", fragile=True, services=[Service(8443, name="https")])
+        env = RunEnv(scope=["127.77.9.0/24"])
+        tctx = ssl.create_default_context()
+        tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE
+        for _ in range(2):
+            ctx = CheckContext(asset=asset, service=asset.services[0], check_id="t.t", env=env, timeout=30,
+                               safe_mode=True)
+            tls = ctx.wrap_tls(ctx.connect(), tctx)
+            assert isinstance(tls, PacedTLSSocket)
+            for _ in range(5):
+                tls.sendall(b"X-Probe: 1\r\n")
+            ctx.close_all()
+    finally:
+        stop_capture(dump)
+        stop_process(server)
+    report = analyse(pcap, "127.0.0.1", {"device": address})["devices"]["device"]
+    # per connection: SYN, ClientHello, client Finished (TLS 1.3), five sends
+    assert report["scanner_packets"] == 16, report
+    assert report["min_gap_s"] >= 1 / RATE, report
+
+
+def test_concurrent_sends_keep_the_spacing() -> None:
+    """Four threads sending to one device: each send starts at least 1/RATE after the previous one ended (a
+    send is stamped when it starts and when it ends, inside the paced call)."""
+    import threading
+
+    from scanner.sdk.context import HostGuard
+
+    guard = HostGuard("127.77.9.12", RATE)
+    spans: list[tuple[float, float]] = []
+
+    def send() -> None:
+        start = time.monotonic()
+        time.sleep(0.003)                      # a send takes a moment
+        spans.append((start, time.monotonic()))
+
+    threads = [threading.Thread(target=lambda: [guard.paced(send) for _ in range(4)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert len(spans) == 16
+    assert min(b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)) >= 1 / RATE
 
 
 def test_do_not_touch_addresses() -> None:
@@ -208,7 +272,12 @@ def analyse(pcap: Path, scanner: str, devices: dict[str, str]) -> dict:
                 if b"MSH" in frame:
                     msh = frame[frame.index(b"MSH"):].split(b"\r")[0].split(b"|")
                     hl7.add((msh[8].decode(), msh[10].decode()))
+    def min_gap(times: list[float]) -> float:
+        times = sorted(times)
+        return min((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+
     return {"devices": {name: {"scanner_packets_worst_1s": worst_window(per_dev[a]), "scanner_packets": len(per_dev[a]),
+                               "min_gap_s": round(min_gap(per_dev[a]), 4),
                                "all_segments": all_out[a], "max_open": max_open[a]} for name, a in devices.items()},
             "udp": udp, "writes": writes, "hl7": hl7}
 
@@ -218,6 +287,8 @@ def assert_safe(report: dict, devices: dict[str, str]) -> None:
     print("safe-mode capture:", report)
     assert all(r["scanner_packets"] > 0 for r in d.values()), f"no traffic seen to some device: {d}"
     assert {n: r["scanner_packets_worst_1s"] <= RATE for n, r in d.items()} == {n: True for n in devices}, d
+    # a strict minimum spacing, not only a ceiling per second: no two of our packets closer than 1/RATE
+    assert {n: r["min_gap_s"] >= 1 / RATE for n, r in d.items()} == {n: True for n in devices}, d
     assert {n: r["max_open"] for n, r in d.items()} == {n: 1 for n in devices}, d
     assert report["udp"] == []
     assert report["writes"] == []
@@ -287,7 +358,8 @@ def test_tls_sends_stay_paced_on_a_fragile_device(tmp_path):
     import time as _time
 
     from scanner.core.models import Asset, Service
-    from scanner.sdk.context import CheckContext, PacedSSLSocket, RunEnv
+    from scanner.sdk.context import CheckContext, RunEnv
+    from scanner.sdk.paced_tls import PacedTLSSocket
     from tests.loopback import start_tls
 
     server = start_tls(tmp_path, "127.77.9.9", 8443)
@@ -299,7 +371,7 @@ def test_tls_sends_stay_paced_on_a_fragile_device(tmp_path):
         tctx = ssl.create_default_context()
         tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE
         tls = ctx.wrap_tls(ctx.connect(), tctx)
-        assert isinstance(tls, PacedSSLSocket) and tls.guard is ctx.guard
+        assert isinstance(tls, PacedTLSSocket) and tls.guard is ctx.guard
         start = _time.monotonic()
         for _ in range(5):
             tls.sendall(b"GET / HTTP/1.0\r\n")

@@ -7,23 +7,33 @@ stops answering is taken out of the scan.
 
 from __future__ import annotations
 
+import errno
+import os
+import select
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from scanner.core.knowledge import knowledge
 from scanner.core.models import Asset, Observation, Service
 from scanner.core.scope import Scope
 from scanner.sdk.credentials import Credential, CredentialStore
 from scanner.sdk.errors import CheckError
+from scanner.sdk.paced_tls import PacedTLSSocket
 
 SAFE_MODE_PACKETS_PER_SECOND = 10.0   # docs/baselines.md#safe-scanning (proposed)
 STOP_AFTER_SILENT_TRIES = 3           # a fragile device that fails this many connections in a row is left alone
 SLOWDOWN_FACTOR = 4.0                 # response time this many times the first seen: back off
+# Spacing = interval x this: a capture's timestamps and the syscall's own duration never bring two packets
+# closer than the interval.
+PACE_MARGIN = 1.02
+
+T = TypeVar("T")
 
 
 class HostGuard:
@@ -34,8 +44,9 @@ class HostGuard:
         self.interval = 1.0 / rate if rate else 0.0
         self._lock = threading.Lock()
         # The first paced packet also waits one interval: discovery's last probe to this device may have
-        # left a moment ago, and the ceiling holds across the hand-over.
-        self._next = time.monotonic() + self.interval
+        # left a moment ago, and the spacing holds across the hand-over.
+        self._send_lock = threading.Lock()
+        self._last_end = time.monotonic()
         self.silent = 0              # failed exchanges in a row (connects and application answers)
         self.app_silent = 0          # of which: connected, then the application did not answer
         self.first_rtt: float | None = None
@@ -43,16 +54,24 @@ class HostGuard:
         self.stopped_reason = ""
         self.events: list[str] = []
 
-    def pace(self) -> None:
+    def paced(self, send: Callable[[], T]) -> T:
+        """Run `send` (a call that puts one packet on the wire) no sooner than `interval` after the previous
+        paced call ended: a strict minimum spacing between our packets to the device, whatever the timer's
+        jitter or a sleeping thread's late wake-up (reserved slots let a late send and an on-time one land
+        85 ms apart). The lock is held across the send, so no other send of ours slips in between."""
         if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            wait = self._next - now
-            # 1% margin: timer jitter must never let a capture see rate+1 packets in one second
-            self._next = max(now, self._next) + self.interval * 1.01
-        if wait > 0:
-            time.sleep(wait)
+            return send()
+        with self._send_lock:
+            while (wait := self._last_end + self.interval * PACE_MARGIN - time.monotonic()) > 0:
+                time.sleep(wait)
+            try:
+                return send()
+            finally:
+                self._last_end = time.monotonic()
+
+    def pace(self) -> None:
+        """For a packet a library sends right after this returns, on a socket we do not hold."""
+        self.paced(lambda: None)
 
     def record(self, ok: bool, rtt: float | None = None, kind: str = "connect", why: str = "") -> None:
         """One exchange with the device: `ok` False when it did not answer (connect or read timed out).
@@ -89,17 +108,20 @@ class HostGuard:
                                    f"rate halved to {1 / self.interval:.2f}/s")
 
 
-class _PacedSends:
-    """Safe-mode sending for a socket class: every send waits for the device's pace, and close() ends the
-    connection at once. Mixed into the plain and the TLS socket so both behave alike."""
+class PacedSocket(socket.socket):
+    """A TCP socket whose every send waits for the device's pace (safe mode): the SYN is paced by
+    `CheckContext._open`, payload segments here, so at least 1/rate seconds between our packets. close() ends
+    the connection at once."""
 
     guard: HostGuard | None = None
     SEGMENT = 1400      # below a typical MSS: one paced send is one segment
 
     def send(self, data, flags: int = 0) -> int:
-        if self.guard is not None:
-            self.guard.pace()
-        return super().send(bytes(data)[:self.SEGMENT], flags)  # type: ignore[misc]
+        chunk = bytes(data)[:self.SEGMENT]
+        plain_send = super().send
+        if self.guard is None:
+            return plain_send(chunk, flags)
+        return self.guard.paced(lambda: plain_send(chunk, flags))
 
     def sendall(self, data, flags: int = 0) -> None:
         view = memoryview(bytes(data))
@@ -112,19 +134,10 @@ class _PacedSends:
         # now: a plain close() is deferred while another thread is blocked in recv on this socket, and the
         # device would briefly see two of our connections at once.
         try:
-            self.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+            self.shutdown(socket.SHUT_RDWR)
         except (OSError, ValueError):
             pass
-        super().close()  # type: ignore[misc]
-
-
-class PacedSocket(_PacedSends, socket.socket):
-    """A TCP socket whose every send waits for the device's pace (safe mode): the SYN is paced by
-    `CheckContext.allow`, payload segments here, so at most `rate` scanner-initiated packets per second."""
-
-
-class PacedSSLSocket(_PacedSends, ssl.SSLSocket):
-    """TLS over a paced connection: application data sends wait for the device's pace too."""
+        super().close()
 
 
 # SSH host keys (scanner/sdk/ssh_session.py): "tofu" pins an unknown host's key on first use (a scan event),
@@ -190,13 +203,15 @@ class CheckContext:
 
     def allow(self, address: str | None = None) -> None:
         """Call before any packet a library sends on our behalf: scope, device health, pacing."""
-        address = address or self.address
+        self._may_send(address or self.address)
+        self.guard.pace()
+
+    def _may_send(self, address: str) -> None:
         if not self.env.scope.contains(address):
             # Never reached through normal planning: a check asked for an address outside the scope.
             raise RuntimeError(f"refused: {address} is outside the scan scope")
         if self.guard.stopped_reason:
             raise CheckError("device-stopped", self.guard.stopped_reason)
-        self.guard.pace()
 
     def connect(self, port: int | None = None, timeout: float | None = None, *, keep: bool = False
                 ) -> socket.socket:
@@ -208,7 +223,7 @@ class CheckContext:
         port = port if port is not None else self.port
         if port is None:
             raise ValueError("connect() needs a port for host-level checks")
-        self.allow()
+        self._may_send(self.address)     # the SYN is paced in _open
         t = min(timeout or self.remaining(), self.remaining())
         start = time.monotonic()
         try:
@@ -226,17 +241,14 @@ class CheckContext:
         return sock
 
     def wrap_tls(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None = None
-                 ) -> ssl.SSLSocket:
-        """TLS on a connection from `connect`. On a fragile device the handshake's first flight waits for the
-        pace and later sends stay paced (wrapping a socket otherwise sheds PacedSocket's pacing)."""
+                 ) -> ssl.SSLSocket | PacedTLSSocket:
+        """TLS on a connection from `connect`. On a fragile device OpenSSL writes into a buffer and every byte
+        it sends, handshake flights included, leaves through the paced socket (scanner/sdk/paced_tls.py)."""
         if not isinstance(sock, PacedSocket):
             return context.wrap_socket(sock, server_hostname=server_hostname)
-        context.sslsocket_class = PacedSSLSocket
-        self.guard.pace()
-        tls = context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
-        tls.guard = self.guard
-        tls.do_handshake()
-        self._sockets.append(tls)
+        tls = PacedTLSSocket(sock, context, server_hostname)
+        self._sockets.append(tls)    # type: ignore[arg-type]
+        tls.do_handshake(min(sock.gettimeout() or self.remaining(), self.remaining()))
         return tls
 
     def close_all(self) -> None:
@@ -254,13 +266,21 @@ class CheckContext:
     def _open(self, port: int, timeout: float) -> socket.socket:
         if not self.guard.interval:
             return socket.create_connection((self.address, port), timeout=timeout)
-        # Safe mode: the same connection, as a socket that paces its sends.
+        # Safe mode: the same connection, as a socket that paces its sends. A non-blocking connect sends the
+        # SYN inside the paced call and returns at once; the handshake's end is waited for outside it.
         family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
         sock = PacedSocket(family, socket.SOCK_STREAM)
         sock.guard = self.guard
         try:
+            sock.setblocking(False)
+            err = self.guard.paced(lambda: sock.connect_ex((self.address, port)))
+            if err in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+                if not select.select([], [sock], [], timeout)[1]:
+                    raise TimeoutError("connect timed out")
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
             sock.settimeout(timeout)
-            sock.connect((self.address, port))
         except BaseException:
             sock.close()
             raise
