@@ -107,8 +107,34 @@ def _execute(spec: AttemptSpec, env: RunEnv, registry: Registry | None) -> Attem
     return result
 
 
+class SpecFeed(Protocol):
+    """Attempts that become known while a run goes on (a host's, once discovery has its ports)."""
+
+    def take(self) -> list[AttemptSpec]:
+        """The attempts ready since the last call (never blocks; raises what stopped their source)."""
+        ...
+
+    def exhausted(self) -> bool:
+        """No attempt will come any more."""
+        ...
+
+
+class FixedFeed:
+    """A feed of a list known up front."""
+
+    def __init__(self, specs: list[AttemptSpec]) -> None:
+        self._specs = list(specs)
+
+    def take(self) -> list[AttemptSpec]:
+        out, self._specs = self._specs, []
+        return out
+
+    def exhausted(self) -> bool:
+        return not self._specs
+
+
 class Executor(Protocol):
-    def run(self, specs: list[AttemptSpec], on_result: Callable[[AttemptResult], None]) -> None: ...
+    def run(self, specs: list[AttemptSpec] | SpecFeed, on_result: Callable[[AttemptResult], None]) -> None: ...
 
 
 class LocalExecutor:
@@ -125,8 +151,9 @@ class LocalExecutor:
         self.host_cap = max(1, host_cap)
         self.grace = grace
 
-    def run(self, specs: list[AttemptSpec], on_result: Callable[[AttemptResult], None]) -> None:
-        pending = list(specs)
+    def run(self, specs: list[AttemptSpec] | SpecFeed, on_result: Callable[[AttemptResult], None]) -> None:
+        feed = FixedFeed(specs) if isinstance(specs, list) else specs
+        pending: list[AttemptSpec] = []
         done_q: queue.Queue[tuple[str, AttemptResult]] = queue.Queue()
         running: dict[str, tuple[AttemptSpec, float]] = {}    # attempt id -> (spec, deadline)
         per_host: dict[str, int] = {}
@@ -137,7 +164,10 @@ class LocalExecutor:
         def worker(spec: AttemptSpec) -> None:
             done_q.put((spec.attempt_id, execute_attempt(spec, self.env)))
 
-        while pending or running:
+        while True:
+            pending += feed.take()
+            if not (pending or running) and feed.exhausted():
+                break
             i = 0
             while i < len(pending) and len(running) < self.workers:
                 spec = pending[i]

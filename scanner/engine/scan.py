@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import queue
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,10 @@ from scanner import __version__
 from scanner.assess.baseline import Profile, Waiver, load_profile
 from scanner.assess.evaluate import evaluate_scan
 from scanner.core.errors import TcmscanError, UsageError
-from scanner.core.models import Asset, Service
+from scanner.core.models import Asset, AttemptSpec
 from scanner.core.scope import Scope
-from scanner.engine.assets import refine_from_observations
-from scanner.engine.discovery import find_live_hosts, privileged, scan_services
+from scanner.engine.assets import build_asset, refine_from_observations
+from scanner.engine.discovery import HostFacts, find_live_hosts, privileged, scan_services
 from scanner.engine.inventory import (
     Inventory,
     InventoryEntry,
@@ -31,7 +34,7 @@ from scanner.engine.plugins import Registry, load_registry
 from scanner.engine.progress import Progress, say
 from scanner.engine.runner import LocalExecutor, plan_attempts
 from scanner.engine.settings import ScanSettings, settings_from_stored  # ScanSettings re-exported
-from scanner.engine.targets import build_target_set
+from scanner.engine.targets import TargetSet, build_target_set
 from scanner.sdk.context import RunEnv
 from scanner.sdk.credentials import CredentialStore, load_credentials
 from scanner.sdk.ssh_session import close_sessions
@@ -152,36 +155,156 @@ def _continue(scan_id: str, store: Store, *, creds: CredentialStore, profile: Pr
     settings = settings_from_stored(row["settings"])
     inventory = _inventory_from_row(row)
     phase = row["phase"]
-    if phase == "created":
-        assets = discover(settings, inventory, store, scan_id, quiet)
-        store.save_assets(scan_id, assets)
-        store.update_scan(scan_id, phase="discovered")
-        phase = "discovered"
-    assets = store.assets(scan_id)
+    timed = PhaseClock(store, scan_id)
     checks = registry.select(settings.checks)
-    if phase == "discovered":
-        specs, decided = plan_attempts(scan_id, assets, checks,
-                                       credential_types=lambda a: {c.type for c in creds.items if c.matches(a)},
-                                       options=settings.check_options())
-        versions = {c.meta.id: c.meta.version for c in checks}
-        store.add_pending(scan_id, [(s.attempt_id, s.check_id, versions[s.check_id], s.asset["address"], s.port)
-                                    for s in specs])
+    if phase == "created":
+        # A host's checks start as soon as its own ports are known, while other hosts are still being
+        # discovered. Each host is stored with its plan in one transaction: a resumed scan keeps the hosts it
+        # stored, runs their pending attempts and discovers only the others.
+        discover_and_run(scan_id, store, settings, inventory, creds, checks, quiet, timed)
+        store.update_scan(scan_id, phase="ran")
+        phase = "ran"
+    if phase == "discovered":       # a scan an earlier tcmscan stopped between its discovery and planning
+        assets = store.assets(scan_id)
         with store.tx():
-            for d in decided:
-                store.record_attempt(scan_id, d, versions[d.check_id], now_iso())
+            for asset in assets:
+                plan_host(scan_id, store, asset, checks, creds, settings)
         store.update_scan(scan_id, phase="planned")
         phase = "planned"
     if phase == "planned":
-        run_pending(scan_id, store, assets, checks, settings, creds, quiet)
+        with timed("checks"):
+            run_pending(scan_id, store, store.assets(scan_id), checks, settings, creds, quiet)
         store.update_scan(scan_id, phase="ran")
         phase = "ran"
     if phase == "ran":
-        refine_stored(scan_id, store, inventory)
-        evaluate_stored(scan_id, store, profile)
+        with timed("evaluation"):
+            refine_stored(scan_id, store, inventory)
+            evaluate_stored(scan_id, store, profile)
         store.update_scan(scan_id, phase="done", status="done", finished=now_iso())
 
 
-def discover(settings: ScanSettings, inventory: Inventory, store: Store, scan_id: str, quiet: bool) -> list[Asset]:
+class PhaseClock:
+    """Each phase's wall time as a scan event ("phase checks: 41.3 s"): where a scan's time went, for the
+    operator and for bench/bench_lab_scan.py. Discovery and checks overlap (a host's checks start once its own
+    ports are known): "discovery" ends when the last host is stored, "checks" when the last attempt is. A
+    phase a resumed scan skips has no event."""
+
+    def __init__(self, store: Store, scan_id: str) -> None:
+        self.store, self.scan_id = store, scan_id
+
+    def record(self, name: str, seconds: float) -> None:
+        self.store.add_event(self.scan_id, now_iso(), "", f"phase {name}: {seconds:.1f} s")
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        yield
+        self.record(name, time.monotonic() - start)
+
+
+def credential_types(creds: CredentialStore) -> Callable[[str], set[str]]:
+    return lambda address: {c.type for c in creds.items if c.matches(address)}
+
+
+def plan_host(scan_id: str, store: Store, asset: Asset, checks: list[Any], creds: CredentialStore,
+              settings: ScanSettings) -> list[AttemptSpec]:
+    """Store one host with its plan (its attempts pending, the decided ones recorded) in one transaction."""
+    specs, decided = plan_attempts(scan_id, [asset], checks, credential_types=credential_types(creds),
+                                   options=settings.check_options())
+    versions = {c.meta.id: c.meta.version for c in checks}
+    with store.tx():
+        store.add_asset(scan_id, asset)
+        store.add_pending(scan_id, [(s.attempt_id, s.check_id, versions[s.check_id], s.asset["address"], s.port)
+                                    for s in specs])
+        for d in decided:
+            store.record_attempt(scan_id, d, versions[d.check_id], now_iso())
+    return specs
+
+
+class DiscoveryFeed:
+    """The runner's attempts, host by host as discovery stores them (scanner.engine.runner.SpecFeed). Store
+    writes happen in take(), on the runner's thread; discovery's threads only hand over assets."""
+
+    def __init__(self, scan_id: str, store: Store, checks: list[Any], creds: CredentialStore,
+                 settings: ScanSettings, first: list[AttemptSpec], futures: list[Future], found: queue.Queue,
+                 on_planned: Callable[[Asset, int], None]) -> None:
+        self.scan_id, self.store, self.checks, self.creds, self.settings = scan_id, store, checks, creds, settings
+        self.ready, self.futures, self.found, self.on_planned = list(first), futures, found, on_planned
+
+    def take(self) -> list[AttemptSpec]:
+        out, self.ready = self.ready, []
+        while True:
+            try:
+                asset = self.found.get_nowait()
+            except queue.Empty:
+                break
+            specs = plan_host(self.scan_id, self.store, asset, self.checks, self.creds, self.settings)
+            self.on_planned(asset, len(specs))
+            out += specs
+        for f in self.futures:          # a host whose discovery failed (nmap failed) stops the scan
+            if f.done() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
+        return out
+
+    def exhausted(self) -> bool:
+        return all(f.done() for f in self.futures) and self.found.empty() and not self.ready
+
+
+def discover_and_run(scan_id: str, store: Store, settings: ScanSettings, inventory: Inventory,
+                     creds: CredentialStore, checks: list[Any], quiet: bool, timed: PhaseClock) -> None:
+    start = time.monotonic()
+    stored = store.assets(scan_id)           # hosts stored (with their plans) before an interruption
+    pending = {r["id"] for r in store.attempts(scan_id, "pending")}
+    first = [s for s in plan_attempts(scan_id, stored, checks, credential_types=credential_types(creds),
+                                      options=settings.check_options())[0] if s.attempt_id in pending]
+    targets, live, raw = find_hosts(settings, store, scan_id, quiet)
+    known = {a.address for a in stored}
+    todo = [f for f in live if f.address not in known]
+    if known:
+        say(f"resuming: {len(known)} hosts discovered before, {len(todo)} left", quiet)
+    bar = Progress("scan", len(first))
+    hosts_done = [len(known)]
+    found: queue.Queue[Asset] = queue.Queue()
+
+    def one(f: HostFacts) -> None:
+        found.put(host_asset(f, targets.names.get(f.address, ""), settings, inventory, raw))
+
+    def on_planned(asset: Asset, n: int) -> None:
+        bar.total += n
+        hosts_done[0] += 1
+        if hosts_done[0] == len(known) + len(todo):
+            timed.record("discovery", time.monotonic() - start)
+
+    pool = ThreadPoolExecutor(max_workers=DISCOVERY_WORKERS)
+    futures = [pool.submit(one, f) for f in todo]
+    if not todo:
+        timed.record("discovery", time.monotonic() - start)
+    feed = DiscoveryFeed(scan_id, store, checks, creds, settings, first, futures, found, on_planned)
+    env = run_env(settings, creds)
+    versions = {c.meta.id: c.meta.version for c in checks}
+
+    def on_result(result: Any) -> None:
+        store.record_attempt(scan_id, result, versions.get(result.check_id, ""), now_iso())
+        bar.advance(note=f"hosts {hosts_done[0]}/{len(known) + len(todo)} {result.check_id} {result.address}")
+
+    try:
+        LocalExecutor(env, workers=settings.workers, host_cap=settings.host_cap).run(feed, on_result)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        close_sessions(env)
+        bar.close()
+    timed.record("checks", time.monotonic() - start)
+    finish_checks(scan_id, store, env, quiet)
+
+
+def run_env(settings: ScanSettings, creds: CredentialStore) -> RunEnv:
+    return RunEnv(scope=scope_of(settings), credentials=creds, known_hosts=known_hosts_path(settings.known_hosts),
+                  host_keys=settings.host_keys, vantage=settings.vantage)
+
+
+def find_hosts(settings: ScanSettings, store: Store, scan_id: str, quiet: bool
+               ) -> tuple[TargetSet, list[HostFacts], bool]:
+    """The targets, those that answer (minus the do-not-touch MACs), and whether raw sockets are ours."""
     targets = build_target_set(settings.targets, scope_of(settings))
     for a in targets.excluded:
         store.add_event(scan_id, now_iso(), a, "on the do-not-touch list: not probed")
@@ -196,7 +319,6 @@ def discover(settings: ScanSettings, inventory: Inventory, store: Store, scan_id
     if settings.ping:
         facts = find_live_hosts(targets.addresses, raw=raw, log=log)
     else:
-        from scanner.engine.discovery import HostFacts
         facts = {a: HostFacts(a, True, "assumed") for a in targets.addresses}
     prefixes = [p.lower().replace("-", ":") for p in settings.exclude_mac]
     live = []
@@ -208,27 +330,17 @@ def discover(settings: ScanSettings, inventory: Inventory, store: Store, scan_id
             continue
         live.append(f)
     say(f"discovery: {len(live)} of {len(targets.addresses)} hosts answer", quiet)
+    return targets, live, raw
 
-    def fragile(address: str) -> bool:
-        e = inventory.get(address)
-        if e is None:
-            return False
-        return bool(e.fragile) or (e.cls or class_for_role(e.role)) == "medical-device"
 
-    bar = Progress("ports", len(live))
-
-    def one(f: Any) -> list[Service]:
-        services = scan_services(f.address, raw=raw, fragile=fragile(f.address), extra_tcp=settings.extra_ports,
-                                 hl7_ports=declared_hl7_ports(inventory.get(f.address)))
-        bar.advance(note=f.address)
-        return services
-
-    with ThreadPoolExecutor(max_workers=DISCOVERY_WORKERS) as pool:
-        all_services = list(pool.map(one, live))
-    bar.close()
-    from scanner.engine.assets import build_asset
-    return [build_asset(f.address, svcs, inventory, name=targets.names.get(f.address, ""), mac=f.mac, how=f.how)
-            for f, svcs in zip(live, all_services, strict=True)]
+def host_asset(f: HostFacts, name: str, settings: ScanSettings, inventory: Inventory, raw: bool) -> Asset:
+    """One live host's ports and services (scan_services), as an asset with the inventory's facts."""
+    entry = inventory.get(f.address)
+    fragile = entry is not None and (bool(entry.fragile) or (entry.cls or class_for_role(entry.role))
+                                     == "medical-device")
+    services = scan_services(f.address, raw=raw, fragile=fragile, extra_tcp=settings.extra_ports,
+                             hl7_ports=declared_hl7_ports(entry))
+    return build_asset(f.address, services, inventory, name=name, mac=f.mac, how=f.how)
 
 
 def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[Any], settings: ScanSettings,
@@ -236,13 +348,11 @@ def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[An
     pending = {r["id"] for r in store.attempts(scan_id, "pending")}
     if not pending:
         return
-    specs, _ = plan_attempts(scan_id, assets, checks,
-                             credential_types=lambda a: {c.type for c in creds.items if c.matches(a)},
+    specs, _ = plan_attempts(scan_id, assets, checks, credential_types=credential_types(creds),
                              options=settings.check_options())
     specs = [s for s in specs if s.attempt_id in pending]
     versions = {c.meta.id: c.meta.version for c in checks}
-    env = RunEnv(scope=scope_of(settings), credentials=creds, known_hosts=known_hosts_path(settings.known_hosts),
-                 host_keys=settings.host_keys, vantage=settings.vantage)
+    env = run_env(settings, creds)
     bar = Progress("checks", len(specs))
 
     def on_result(result: Any) -> None:
@@ -254,6 +364,11 @@ def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[An
     finally:
         close_sessions(env)
         bar.close()
+    finish_checks(scan_id, store, env, quiet)
+
+
+def finish_checks(scan_id: str, store: Store, env: RunEnv, quiet: bool) -> None:
+    """The hosts' guard events (pacing, devices that stopped answering) into the scan, and the tally."""
     for address, guard in env.guards.items():
         for event in guard.events:
             store.add_event(scan_id, now_iso(), address, event)

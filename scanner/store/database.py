@@ -137,15 +137,22 @@ class Store:
 
     # -- assets ----------------------------------------------------------------------------------
     def save_assets(self, scan_id: str, assets: Iterable[Asset]) -> None:
+        """Replace the scan's assets and services with these."""
         with self.tx():
             self.db.execute("DELETE FROM services WHERE scan_id = ?", [scan_id])
             self.db.execute("DELETE FROM assets WHERE scan_id = ?", [scan_id])
             for a in assets:
-                d = a.to_dict()
-                services = d.pop("services")
-                d.update(scan_id=scan_id, fragile=int(a.fragile), internet_facing=int(a.internet_facing))
-                self.db["assets"].insert(_enc(d))
-                self.db["services"].insert_all([{**s, "scan_id": scan_id, "address": a.address} for s in services])
+                self.add_asset(scan_id, a)
+
+    def add_asset(self, scan_id: str, asset: Asset) -> None:
+        """One discovered host and its services (replacing an earlier row of the same address)."""
+        d = asset.to_dict()
+        services = d.pop("services")
+        d.update(scan_id=scan_id, fragile=int(asset.fragile), internet_facing=int(asset.internet_facing))
+        with self.tx():
+            self.db.execute("DELETE FROM services WHERE scan_id = ? AND address = ?", [scan_id, asset.address])
+            self.db["assets"].insert(_enc(d), replace=True)
+            self.db["services"].insert_all([{**s, "scan_id": scan_id, "address": asset.address} for s in services])
 
     def update_asset_class(self, scan_id: str, asset: Asset) -> None:
         """Rewrite one asset's class, class evidence, role and criticality (its services and the rest stay)."""

@@ -59,6 +59,13 @@ def test_scan_of_real_loopback_services_gives_exact_findings(services, tmp_path)
             if r["port"] not in foreign]
     assert sorted((r["port"], r["status"]) for r in rows) == sorted([(ssh, "completed"), (23, "completed"),
                                                                      (tls, "completed"), (6379, "completed")])
+    # where the time went: each phase's wall time is a scan event, in order (discovery and checks overlap:
+    # discovery ends when the last host is stored, checks when the last attempt is)
+    with sqlite3.connect(db) as con:
+        phases = [m for (m,) in con.execute("SELECT message FROM events WHERE scan_id = ? AND message LIKE "
+                                            "'phase %' ORDER BY id", [scan_id])]
+    assert [m.split(":")[0] for m in phases] == ["phase discovery", "phase checks", "phase evaluation"]
+    assert all(m.endswith(" s") and float(m.split(": ")[1][:-2]) >= 0 for m in phases)
     # latest-scan defaults, CSV and the exit code policy
     assert [f for f in findings(db) if f["port"] not in foreign] == found
     csv = tcmscan("findings", "--format", "csv", db=db, check=True).stdout
@@ -173,3 +180,28 @@ def test_discovery_names_a_service_by_its_banner_where_nmap_could_not():
     finally:
         talk.close()
         quiet.close()
+
+
+def test_a_hosts_checks_run_while_another_host_is_discovered(tmp_path):
+    """Discovery and checks overlap: the attempts of a host whose ports are known at once are done before a slow
+    host is discovered (a listener that holds every connection silently: nmap -sV waits out its probes there)."""
+    fast, slow = "127.0.0.24", "127.0.0.25"
+    listeners = [Listener(fast, 23, TELNET_BANNER), Listener(slow, 6379, None, hold=8)]
+    db = tmp_path / "scan.db"
+    try:
+        scan_id, found = scan([fast, slow], scope=["127.0.0.24/31"], db=db, checks=["ports"])
+    finally:
+        for ln in listeners:
+            ln.close()
+    foreign = wildcard_ports()
+    assert {(f["address"], f["rule_id"], f["port"]) for f in found if f["port"] not in foreign} == {
+        (fast, "crypto.cleartext.telnet", 23), (fast, "hardening.risky-port", 23), (slow, "hardening.risky-port", 6379)}
+    with sqlite3.connect(db) as con:
+        (discovered,) = con.execute("SELECT time FROM events WHERE scan_id = ? AND message LIKE 'phase discovery:%'",
+                                    [scan_id]).fetchone()
+        done = dict(con.execute("SELECT address, max(finished) FROM attempts WHERE scan_id = ? AND port = ? "
+                                "GROUP BY address", [scan_id, 23]).fetchall())
+        (took,) = con.execute("SELECT message FROM events WHERE scan_id = ? AND message LIKE 'phase discovery:%'",
+                              [scan_id]).fetchone()
+    assert float(took.split(": ")[1][:-2]) > 3.0, took      # the slow host is slow to discover
+    assert done[fast] < discovered, (done, discovered)
