@@ -32,7 +32,7 @@ from scanner.engine.inventory import (
 )
 from scanner.engine.plugins import Registry, load_registry
 from scanner.engine.progress import Progress, say
-from scanner.engine.runner import LocalExecutor, plan_attempts
+from scanner.engine.runner import LocalExecutor, SpecFeed, plan_attempts
 from scanner.engine.settings import ScanSettings, settings_from_stored  # ScanSettings re-exported
 from scanner.engine.targets import TargetSet, build_target_set
 from scanner.sdk.context import RunEnv
@@ -280,21 +280,12 @@ def discover_and_run(scan_id: str, store: Store, settings: ScanSettings, invento
     if not todo:
         timed.record("discovery", time.monotonic() - start)
     feed = DiscoveryFeed(scan_id, store, checks, creds, settings, first, futures, found, on_planned)
-    env = run_env(settings, creds)
-    versions = {c.meta.id: c.meta.version for c in checks}
-
-    def on_result(result: Any) -> None:
-        store.record_attempt(scan_id, result, versions.get(result.check_id, ""), now_iso())
-        bar.advance(note=f"hosts {hosts_done[0]}/{len(known) + len(todo)} {result.check_id} {result.address}")
-
     try:
-        LocalExecutor(env, workers=settings.workers, host_cap=settings.host_cap).run(feed, on_result)
+        run_attempts(scan_id, store, checks, settings, creds, feed, bar, quiet,
+                     note=lambda: f"hosts {hosts_done[0]}/{len(known) + len(todo)} ")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        close_sessions(env)
-        bar.close()
     timed.record("checks", time.monotonic() - start)
-    finish_checks(scan_id, store, env, quiet)
 
 
 def run_env(settings: ScanSettings, creds: CredentialStore) -> RunEnv:
@@ -351,13 +342,19 @@ def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[An
     specs, _ = plan_attempts(scan_id, assets, checks, credential_types=credential_types(creds),
                              options=settings.check_options())
     specs = [s for s in specs if s.attempt_id in pending]
+    run_attempts(scan_id, store, checks, settings, creds, specs, Progress("checks", len(specs)), quiet)
+
+
+def run_attempts(scan_id: str, store: Store, checks: list[Any], settings: ScanSettings, creds: CredentialStore,
+                 specs: list[AttemptSpec] | SpecFeed, bar: Progress, quiet: bool,
+                 note: Callable[[], str] = lambda: "") -> None:
+    """Run the attempts on this machine, each result stored as it comes; then the hosts' guard events."""
     versions = {c.meta.id: c.meta.version for c in checks}
     env = run_env(settings, creds)
-    bar = Progress("checks", len(specs))
 
     def on_result(result: Any) -> None:
         store.record_attempt(scan_id, result, versions.get(result.check_id, ""), now_iso())
-        bar.advance(note=f"{result.check_id} {result.address}")
+        bar.advance(note=f"{note()}{result.check_id} {result.address}")
 
     try:
         LocalExecutor(env, workers=settings.workers, host_cap=settings.host_cap).run(specs, on_result)
