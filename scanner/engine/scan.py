@@ -254,9 +254,7 @@ def discover_and_run(scan_id: str, store: Store, settings: ScanSettings, invento
                      creds: CredentialStore, checks: list[Any], quiet: bool, timed: PhaseClock) -> None:
     start = time.monotonic()
     stored = store.assets(scan_id)           # hosts stored (with their plans) before an interruption
-    pending = {r["id"] for r in store.attempts(scan_id, "pending")}
-    first = [s for s in plan_attempts(scan_id, stored, checks, credential_types=credential_types(creds),
-                                      options=settings.check_options())[0] if s.attempt_id in pending]
+    first = pending_specs(scan_id, store, stored, checks, creds, settings)
     targets, live, raw = find_hosts(settings, store, scan_id, quiet)
     known = {a.address for a in stored}
     todo = [f for f in live if f.address not in known]
@@ -336,13 +334,20 @@ def host_asset(f: HostFacts, name: str, settings: ScanSettings, inventory: Inven
 
 def run_pending(scan_id: str, store: Store, assets: list[Asset], checks: list[Any], settings: ScanSettings,
                 creds: CredentialStore, quiet: bool) -> None:
+    specs = pending_specs(scan_id, store, assets, checks, creds, settings)
+    if specs:
+        run_attempts(scan_id, store, checks, settings, creds, specs, Progress("checks", len(specs)), quiet)
+
+
+def pending_specs(scan_id: str, store: Store, assets: list[Asset], checks: list[Any], creds: CredentialStore,
+                  settings: ScanSettings) -> list[AttemptSpec]:
+    """The stored hosts' attempts still pending, planned again (a plan is deterministic: same ids)."""
     pending = {r["id"] for r in store.attempts(scan_id, "pending")}
     if not pending:
-        return
+        return []
     specs, _ = plan_attempts(scan_id, assets, checks, credential_types=credential_types(creds),
                              options=settings.check_options())
-    specs = [s for s in specs if s.attempt_id in pending]
-    run_attempts(scan_id, store, checks, settings, creds, specs, Progress("checks", len(specs)), quiet)
+    return [s for s in specs if s.attempt_id in pending]
 
 
 def run_attempts(scan_id: str, store: Store, checks: list[Any], settings: ScanSettings, creds: CredentialStore,
