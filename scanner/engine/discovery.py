@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import ipaddress
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,8 +17,14 @@ from pathlib import Path
 from scanner.core.errors import ScanFailed
 from scanner.core.knowledge import knowledge
 from scanner.core.models import Service
+from scanner.sdk.probes import Identified
 
 NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")
+NMAP_SERVICE_PROBES = Path("/usr/share/nmap/nmap-service-probes")
+# How long nmap -sV waits for an answer to each of its probes. Its own table says 5-11 s per probe, sized for
+# the internet; a service that stays silent then costs that for every probe in turn (a telnet server or an
+# MLLP listener took 46 s). On a hospital LAN an answer comes in milliseconds or not at all.
+VERSION_PROBE_WAIT_MS = 1000
 PING_PORTS = (22, 80, 443, 445, 3389, 104, 2575)
 
 
@@ -242,13 +250,71 @@ def scan_services(address: str, *, raw: bool, fragile: bool, extra_tcp: list[int
         ports += ",U:" + ",".join(map(str, hp["udp"]))
     host = _nmap_scan(address, f"{kind} -Pn -n -T4 --max-retries 1 --host-timeout 300s -p {ports}")
     services = _services_from(host, names) + _confirmed_udp(address, host)
-    probe = [s.port for s in services if s.proto == "tcp" and s.port not in hp["no_version_probe"]]
+    candidates = [s for s in services if s.proto == "tcp" and s.port not in hp["no_version_probe"]]
+    greetings = read_greetings(address, [s.port for s in candidates])
+    settled = settle_by_greeting(candidates, greetings)
+    probe = [s.port for s in candidates if s.port not in settled]
     if probe:
-        v = _nmap_scan(address, f"-sT -sV --version-light -Pn -n -T4 --host-timeout 300s -p T:"
-                                f"{','.join(map(str, probe))}")
+        v = _nmap_scan(address, f"-sT -sV --version-light {versiondb_option()}-Pn -n -T4 --host-timeout 300s "
+                                f"-p T:{','.join(map(str, probe))}")
         by_port = {(s.port, s.proto): s for s in _services_from(v, names)}
         services = [by_port.get((s.port, s.proto), s) for s in services]
-    return identify_medical(address, services, hp["no_version_probe"])
+    return identify_medical(address, services, hp["no_version_probe"], greetings)
+
+
+def read_greetings(address: str, ports: list[int]) -> dict[int, Identified | None]:
+    """Our own probe first: what each server says on connect, named by banner_signatures.yaml (all ports at
+    once, one connection each, nothing sent, at most probes.BANNER_WAIT)."""
+    from scanner.sdk.probes import identify_banner
+
+    signatures = knowledge().get("banner_signatures", {}).get("signatures", [])
+    if not ports:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(ports), MAX_GREETED_PORTS)) as pool:
+        return dict(zip(ports, pool.map(lambda p: identify_banner(address, p, signatures), ports), strict=True))
+
+
+def settle_by_greeting(services: list[Service], greetings: dict[int, Identified | None]) -> set[int]:
+    """Name the services whose greeting settles them (banner_signatures.yaml `settles`: nmap -sV could add
+    nothing the checks use, only wait out its other probes, as after a telnet negotiation); nmap -sV is not
+    asked for those ports. Returns them."""
+    settling = {sig["name"] for sig in knowledge().get("banner_signatures", {}).get("signatures", [])
+                if sig.get("settles")}
+    settled = set()
+    for s in services:
+        found = greetings.get(s.port)
+        if s.proto == "tcp" and found and found.name in settling:
+            s.name, s.product, s.version, s.extrainfo, s.source = (found.name, found.product, found.version,
+                                                                    found.extrainfo, "probe")
+            settled.add(s.port)
+    return settled
+
+
+MAX_GREETED_PORTS = 32     # threads per host for the greeting read (each waits at most probes.BANNER_WAIT)
+
+
+@functools.cache
+def versiondb_option() -> str:
+    """`--versiondb FILE `: nmap's own probe table with every probe's wait set to VERSION_PROBE_WAIT_MS, written
+    once per process into a private directory (removed at exit). Same probes, same matches, bounded waits."""
+    try:
+        table = NMAP_SERVICE_PROBES.read_text(encoding="latin-1")
+    except OSError:
+        return ""            # nmap finds its own table; only the waits stay nmap's
+    lines = []
+    for line in table.splitlines():
+        if line.startswith(("totalwaitms ", "tcpwrappedms ")):
+            continue
+        lines.append(line)
+        if line.startswith("Probe "):
+            lines.append(f"totalwaitms {VERSION_PROBE_WAIT_MS}")
+            if line.startswith("Probe TCP NULL "):
+                lines.append(f"tcpwrappedms {VERSION_PROBE_WAIT_MS}")
+    folder = tempfile.mkdtemp(prefix="tcmscan-nmap-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "nmap-service-probes"
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return f"--versiondb {path} "
 
 
 UNIDENTIFIED = ("", "unknown", "tcpwrapped")
@@ -267,23 +333,33 @@ def declare_hl7(services: list[Service], hl7_ports: list[int]) -> list[Service]:
 MAX_PROBED_PORTS = 8       # each costs up to two short connections
 
 
-def identify_medical(address: str, services: list[Service], no_version_probe: list[int]) -> list[Service]:
-    """Our own DICOM/MLLP probes (scanner/sdk/probes.py) where nmap was not asked or could not tell.
+def identify_medical(address: str, services: list[Service], no_version_probe: list[int],
+                     greetings: dict[int, Identified | None] | None = None) -> list[Service]:
+    """Our own DICOM/MLLP probes (scanner/sdk/probes.py) where nmap was not asked or could not tell, all ports
+    of the host at once. `greetings`: what read_greetings already read (read here where it is missing).
     Not for fragile assets: their checks speak to them once, that is enough traffic."""
-    from scanner.sdk.probes import identify, identify_banner
-
-    signatures = knowledge().get("banner_signatures", {}).get("signatures", [])
     todo = [s for s in services if s.proto == "tcp" and (s.port in no_version_probe or s.name in UNIDENTIFIED
                                                           or (s.source == "nmap" and not s.product))]
-    for s in todo[:MAX_PROBED_PORTS]:
-        found = None
-        if s.port not in no_version_probe and (s.name in UNIDENTIFIED or not s.product):
-            # a server that talks first names itself (nmap -sV can miss a slow one)
-            found = identify_banner(address, s.port, signatures)
-            if found is None and s.name not in UNIDENTIFIED:
-                continue      # nmap's name stands; DICOM/MLLP probes only where nothing is known
-        found = found or identify(address, s.port, expected=s.name)
-        if found:
-            s.name, s.product, s.version, s.extrainfo, s.source = (found.name, found.product, found.version,
-                                                                    found.extrainfo, "probe")
+    todo = todo[:MAX_PROBED_PORTS]
+    known = greetings or {}
+    missing = [s.port for s in todo if s.port not in no_version_probe and s.port not in known]
+    known = {**known, **read_greetings(address, missing)}
+    if todo:
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            list(pool.map(lambda s: _identify_one(address, s, no_version_probe, known.get(s.port)), todo))
     return services
+
+
+def _identify_one(address: str, s: Service, no_version_probe: list[int], greeting: Identified | None) -> None:
+    from scanner.sdk.probes import identify
+
+    found = None
+    if s.port not in no_version_probe and (s.name in UNIDENTIFIED or not s.product):
+        # a server that talks first names itself (nmap -sV can miss a slow one)
+        found = greeting
+        if found is None and s.name not in UNIDENTIFIED:
+            return      # nmap's name stands; DICOM/MLLP probes only where nothing is known
+    found = found or identify(address, s.port, expected=s.name)
+    if found:
+        s.name, s.product, s.version, s.extrainfo, s.source = (found.name, found.product, found.version,
+                                                                found.extrainfo, "probe")

@@ -328,36 +328,45 @@ def _mllp(sock: socket.socket, deadline: float) -> Identified:
                       extrainfo=f"MSA {a.msa_code}" if a.msa_code else "")
 
 
-BANNER_WAIT = 1.5
+BANNER_WAIT = 1.0          # a server that talks first does so on accept; silence past this is silence
 BANNER_MAX = 512
 
 
 def identify_banner(address: str, port: int, signatures: list[dict[str, str]],
                     timeout: float = BANNER_WAIT) -> Identified | None:
-    """The service a server names in what it sends first (one connection, nothing sent, bounded)."""
+    """The service a server names in what it sends first (one connection, nothing sent, bounded). Reading
+    stops at the first signature that matches, at a full line, or at the deadline."""
     import re  # noqa: PLC0415
 
+    def match(data: bytes) -> Identified | None:
+        text = data.decode("latin-1")
+        for sig in signatures:
+            if re.search(sig["pattern"], text):
+                first = text.splitlines()[0] if text.strip() else ""
+                return Identified(sig["name"], extrainfo=f"banner: {first[:80]!r}")
+        return None
+
     deadline = time.monotonic() + timeout
+    data = b""
     try:
         with socket.create_connection((address, port), timeout=timeout) as sock:
-            data = b""
             while len(data) < BANNER_MAX and b"\n" not in data:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 sock.settimeout(left)
-                chunk = sock.recv(BANNER_MAX - len(data))
+                try:
+                    chunk = sock.recv(BANNER_MAX - len(data))
+                except TimeoutError:
+                    break       # what came before the silence is the greeting (a telnet negotiation has no newline)
                 if not chunk:
                     break
                 data += chunk
+                if match(data):
+                    break
     except OSError:
         return None
-    text = data.decode("latin-1")
-    for sig in signatures:
-        if re.search(sig["pattern"], text):
-            first = text.splitlines()[0] if text.strip() else ""
-            return Identified(sig["name"], extrainfo=f"banner: {first[:80]!r}")
-    return None
+    return match(data)
 
 
 def identify(address: str, port: int, expected: str = "", timeout: float = 3.0) -> Identified | None:
