@@ -73,7 +73,7 @@ def run_ours(lab: dict, db: Path) -> tuple[float, float, str]:
     wall = time.monotonic() - t0
     stop.set()
     watcher.join()
-    if proc.returncode not in (0, 1):       # 1: findings at or above --fail-on
+    if proc.returncode not in (0, 1) or not out.strip():       # 1: findings at or above --fail-on
         raise SystemExit(f"bench_lab_scan: our scan failed ({proc.returncode}): {err.strip()[-300:]}")
     return wall, max(peaks, default=0) / 1024, out.strip().splitlines()[-1]
 

@@ -227,12 +227,12 @@ def _ran(attempt: dict[str, Any]) -> bool:
 def _per_host_discovery_bound() -> float:
     """Seconds discovery may spend on one host, from its settings: two nmap passes, each with --host-timeout,
     between them one greeting read of every port at once, then our own probes of up to MAX_PROBED_PORTS ports
-    at once (a DICOM and an MLLP try each)."""
+    at once (a DICOM and an MLLP try each, at once); the UDP pass runs beside them."""
     source = inspect.getsource(discovery.scan_services)
     timeouts = [int(t) for t in re.findall(r"--host-timeout (\d+)s", source)]
     assert len(timeouts) == 2, "the bound below counts two nmap passes"
     identify = inspect.signature(probes.identify).parameters["timeout"].default
-    return sum(timeouts) + probes.BANNER_WAIT + 2 * identify
+    return sum(timeouts) + probes.BANNER_WAIT + identify
 
 
 def configured_bound(attempts: list[dict[str, Any]], assets: list[Any]) -> tuple[float, float]:

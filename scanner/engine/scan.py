@@ -40,10 +40,10 @@ from scanner.sdk.credentials import CredentialStore, load_credentials
 from scanner.sdk.ssh_session import close_sessions
 from scanner.store import Store
 
-# Hosts whose ports are scanned at once.  nmap mostly waits there (ICMP rate limits on closed UDP ports, -sV
-# probe timeouts), not on the CPU: 8 keeps discovery of the lab no slower than 4 did before issue 17 grew the
-# port lists (bench/bench_discovery.py).  Fragile hosts keep their own pace whatever this is.
-DISCOVERY_WORKERS = 8
+# Hosts whose ports are scanned at once.  nmap mostly waits there (silent UDP ports, -sV probe waits, a fragile
+# host's pace); past 12 the two cores contend (lab: 8 -> 25 s, 12 -> 18 s, 16 -> 18 s with every host slower;
+# docs/lab.md "How discovery names a service").  Fragile hosts keep their own pace whatever this is.
+DISCOVERY_WORKERS = 12
 
 
 def default_data_dir() -> Path:

@@ -370,13 +370,14 @@ def identify_banner(address: str, port: int, signatures: list[dict[str, str]],
 
 
 def identify(address: str, port: int, expected: str = "", timeout: float = 3.0) -> Identified | None:
-    """DICOM or MLLP? The expected protocol is tried first, then the other (one connection each)."""
+    """DICOM or MLLP? Both tried at once, one connection each (a port that is neither holds each try until its
+    timeout: in turn they cost twice that); the expected protocol's answer wins if both answer."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
     order = [_mllp, _dicom] if expected == "hl7-mllp" else [_dicom, _mllp]
-    for fn in order:
-        found = _try(address, port, timeout, fn)
-        if found:
-            return found
-    return None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        tries = [pool.submit(_try, address, port, timeout, fn) for fn in order]
+        return next((found for found in (t.result() for t in tries) if found), None)
 
 
 def tftp_answers(address: str, port: int = 69, timeout: float = 2.0) -> bool:

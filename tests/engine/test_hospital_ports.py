@@ -68,8 +68,12 @@ def test_discovery_asks_nmap_for_the_list(recorded: list[str], monkeypatch: pyte
     # an ordinary host with raw sockets: top 1000 + the list on TCP, the UDP list with -sU
     monkeypatch.setattr(discovery, "_is_loopback", lambda address: False)
     discovery.scan_services("127.17.0.250", raw=True, fragile=False)
-    tcp, udp = _ports(recorded[0])
-    assert "-sU" in recorded[0] and udp == set(hp["udp"])
+    # two passes side by side: SYN on TCP, -sU on the UDP list
+    by_kind = {"-sU" in args: args for args in recorded}
+    assert len(recorded) == 2 and set(by_kind) == {True, False}
+    assert _ports(by_kind[True]) == (set(), set(hp["udp"]))
+    tcp, udp = _ports(by_kind[False])
+    assert "-sS" in by_kind[False] and udp == set()
     assert set(hp["tcp"]) <= tcp and set(discovery.top_tcp_ports()) <= tcp
     # without raw sockets: no UDP
     recorded.clear()
