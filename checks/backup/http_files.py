@@ -59,12 +59,23 @@ def _tls(ctx: CheckContext) -> bool:
                                                                                   and s.name == "")))
 
 
-def head(ctx: CheckContext, path: str) -> dict | None:
-    """One HEAD request's status, type and length; None when the answer is no HTTP response head. Bounded: the
-    head must be complete within REQUEST_BUDGET s (CheckError timeout) and MAX_HEAD bytes (protocol)."""
-    deadline = time.monotonic() + min(REQUEST_BUDGET, ctx.remaining())
-    sock: socket.socket = ctx.connect(timeout=5)
-    try:
+class HeadSession:
+    """HEAD requests to one port over one kept-alive connection (HTTP/1.1, RFC 9112 9.3): a TLS handshake per
+    port instead of per path. A new connection where the server closes, answers with more than a head, or says
+    `Connection: close`; a kept connection the server dropped in between is opened again once."""
+
+    def __init__(self, ctx: CheckContext) -> None:
+        self.ctx = ctx
+        self.sock: socket.socket | None = None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _open(self, deadline: float) -> bool:
+        ctx = self.ctx
+        sock: socket.socket = ctx.connect(timeout=5)
         if _tls(ctx):
             tctx = ssl.create_default_context()
             tctx.check_hostname, tctx.verify_mode = False, ssl.CERT_NONE  # we look for files, not judge certs
@@ -72,26 +83,53 @@ def head(ctx: CheckContext, path: str) -> dict | None:
             try:
                 sock = ctx.wrap_tls(sock, tctx)
             except TimeoutError:
+                sock.close()
                 raise CheckError("timeout", f"{ctx.address}:{ctx.port}: TLS handshake not done within "
                                             f"{REQUEST_BUDGET:.0f} s") from None
             except (ssl.SSLError, OSError):
+                sock.close()
+                return False
+        self.sock = sock
+        return True
+
+    def head(self, path: str) -> dict | None:
+        """One HEAD request's status, type and length; None when the answer is no HTTP response head. Bounded:
+        the head must be complete within REQUEST_BUDGET s (CheckError timeout) and MAX_HEAD bytes (protocol)."""
+        ctx = self.ctx
+        deadline = time.monotonic() + min(REQUEST_BUDGET, ctx.remaining())
+        for fresh in (self.sock is None, True):
+            if fresh and (self.close() or not self._open(deadline)):
                 return None
-        try:
-            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.address}\r\nUser-Agent: tcmscan\r\n"
-                         "Connection: close\r\n\r\n".encode())
-        except OSError:
-            return None
-        raw = bytearray()
-        finished = recv_until(sock, deadline, raw, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
-    finally:
-        sock.close()
-    if b"\r\n\r\n" not in raw:
-        if len(raw) > MAX_HEAD:
-            raise CheckError("protocol", f"{ctx.address}:{ctx.port} answered HEAD with a head over {MAX_HEAD} bytes")
-        if not finished:
-            raise CheckError("timeout", f"{ctx.address}:{ctx.port} did not finish its answer to HEAD within "
-                                        f"{REQUEST_BUDGET:.0f} s")
-    return parse_head(bytes(raw))
+            assert self.sock is not None
+            raw = bytearray()
+            try:
+                self.sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.address}\r\nUser-Agent: tcmscan\r\n\r\n"
+                                  .encode())
+                finished = recv_until(self.sock, deadline, raw, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
+            except OSError:
+                raw, finished = bytearray(), True
+            if raw or fresh:
+                break
+            # nothing at all on a kept connection: the server closed it between two requests
+        head_end = raw.find(b"\r\n\r\n")
+        if head_end < 0:
+            self.close()
+            if len(raw) > MAX_HEAD:
+                raise CheckError("protocol", f"{ctx.address}:{ctx.port} answered HEAD with a head over {MAX_HEAD} bytes")
+            if not finished:
+                raise CheckError("timeout", f"{ctx.address}:{ctx.port} did not finish its answer to HEAD within "
+                                            f"{REQUEST_BUDGET:.0f} s")
+            return parse_head(bytes(raw))
+        if len(raw) > head_end + 4 or _closes(bytes(raw[:head_end])):
+            self.close()
+        return parse_head(bytes(raw))
+
+
+def _closes(head: bytes) -> bool:
+    """Does the server end the connection after this answer (HTTP/1.0 without keep-alive, `Connection: close`)?"""
+    lines = head.decode("latin-1", "replace").lower().split("\r\n")
+    connection = next((ln.partition(":")[2].strip() for ln in lines[1:] if ln.startswith("connection:")), "")
+    return "close" in connection or (lines[0].startswith("http/1.0") and "keep-alive" not in connection)
 
 
 def exposed(resp: dict | None, baseline: dict | None) -> bool:
@@ -105,13 +143,17 @@ def exposed(resp: dict | None, baseline: dict | None) -> bool:
 def run(ctx: CheckContext) -> list[Observation]:
     table = ctx.knowledge["backup_http_paths"]
     paths = list(table["paths"])[: int(table.get("max_requests", 20)) - 1]
-    baseline = head(ctx, f"/tcmscan-{secrets.token_hex(6)}.sql")
-    if baseline is None:
-        raise CheckError("protocol", f"{ctx.address}:{ctx.port} gave no HTTP answer to HEAD")
-    found = []
-    for p in paths:
-        r = head(ctx, p)
-        if exposed(r, baseline):
-            found.append({"path": p, "status": r["status"], "type": r["type"], "length": r["length"]})  # type: ignore[index]
+    session = HeadSession(ctx)
+    try:
+        baseline = session.head(f"/tcmscan-{secrets.token_hex(6)}.sql")
+        if baseline is None:
+            raise CheckError("protocol", f"{ctx.address}:{ctx.port} gave no HTTP answer to HEAD")
+        found = []
+        for p in paths:
+            r = session.head(p)
+            if exposed(r, baseline):
+                found.append({"path": p, "status": r["status"], "type": r["type"], "length": r["length"]})  # type: ignore[index]
+    finally:
+        session.close()
     return [ctx.observation("http-backup-files", {"tried": len(paths) + 1, "exposed": found,
                                                    "catch_all": baseline["status"] == 200})]
