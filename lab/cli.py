@@ -34,6 +34,18 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(st, ensure_ascii=False, indent=2)) if args.json else _print_status(st)
         elif args.lab_command == "down":
             manager.down(progress=lambda m: print(m, file=sys.stderr))
+        elif args.lab_command == "scale":
+            from lab import scale
+
+            if args.scale_command == "up":
+                st = scale.up(args.hosts, progress=lambda m: print(m, file=sys.stderr))
+            elif args.scale_command == "down":
+                scale.down(progress=lambda m: print(m, file=sys.stderr))
+                return 0
+            else:
+                st = scale.status()
+            print(json.dumps(st, indent=2) if args.json else
+                  f"scale lab {'up' if st['running'] else 'down'}: {len(st['hosts'])} hosts in {st['subnet']}")
         elif args.lab_command == "use":
             command = args.command[1:] if args.command[:1] == ["--"] else args.command
             if not command:
@@ -62,6 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        ("down", "stop the lab and remove everything it made"),
                        ("status", "hosts, addresses, roles, services")):
         p = sub.add_parser(name, help=text)
+        p.add_argument("--json", action="store_true", help="print JSON")
+    scale = sub.add_parser("scale", help="the scale mode: many lightweight hosts (sshd, HTTP, HTTPS) in one "
+                                         "namespace, for the speed benchmarks")
+    scale_sub = scale.add_subparsers(dest="scale_command", required=True)
+    scale_up = scale_sub.add_parser("up", help="start N hosts in 10.78.0.0/22")
+    scale_up.add_argument("--hosts", type=int, default=250, help="how many addresses (default 250)")
+    for name, text in (("down", "stop it and remove everything it made"), ("status", "is it up, which hosts")):
+        scale_sub.add_parser(name, help=text)
+    for p in scale_sub.choices.values():
         p.add_argument("--json", action="store_true", help="print JSON")
     use = sub.add_parser("use", help="run a command (a scan of the lab) that `lab down` waits for, once the lab "
                                      "subnet is known to be the lab bridge's",
