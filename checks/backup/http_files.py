@@ -97,7 +97,7 @@ class HeadSession:
         the head must be complete within REQUEST_BUDGET s (CheckError timeout) and MAX_HEAD bytes (protocol)."""
         ctx = self.ctx
         deadline = time.monotonic() + min(REQUEST_BUDGET, ctx.remaining())
-        for fresh in (self.sock is None, True):
+        for fresh in (self.sock is None or _unclean(self.sock), True):
             if fresh and (self.close() or not self._open(deadline)):
                 return None
             assert self.sock is not None
@@ -105,12 +105,14 @@ class HeadSession:
             try:
                 self.sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {ctx.address}\r\nUser-Agent: tcmscan\r\n\r\n"
                                   .encode())
-                finished = recv_until(self.sock, deadline, raw, lambda b: b"\r\n\r\n" in b or len(b) > MAX_HEAD)
+                finished = recv_until(self.sock, deadline, raw, lambda b, reused=not fresh: b"\r\n\r\n" in b or len(b) > MAX_HEAD or (
+                    reused and len(b) >= 5 and not b.startswith(b"HTTP/")))
             except OSError:
                 raw, finished = bytearray(), True
-            if raw or fresh:
+            if fresh or raw.startswith(b"HTTP/"):
                 break
-            # nothing at all on a kept connection: the server closed it between two requests
+            # a kept connection that gave no new answer (closed in between, or still sending a body the last
+            # answer should not have had): ask again on a new one
         head_end = raw.find(b"\r\n\r\n")
         if head_end < 0:
             self.close()
@@ -123,6 +125,15 @@ class HeadSession:
         if len(raw) > head_end + 4 or _closes(bytes(raw[:head_end])):
             self.close()
         return parse_head(bytes(raw))
+
+
+def _unclean(sock: socket.socket) -> bool:
+    """Did the server send anything (or close) since its last answer? A HEAD answer has no body: then the
+    connection carries something else and is not reused."""
+    import select  # noqa: PLC0415
+
+    pending = getattr(sock, "pending", lambda: 0)()        # TLS: bytes already decrypted
+    return bool(pending or select.select([sock], [], [], 0)[0])
 
 
 def _closes(head: bytes) -> bool:

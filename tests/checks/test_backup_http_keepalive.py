@@ -60,3 +60,48 @@ def test_every_path_of_a_port_over_one_connection(nginx, kind: str) -> None:
     lines = [ln.split(" ", 2) for ln in Path(log).read_text().splitlines() if ln.startswith(f"{port} ")]
     assert len(lines) == tried and all(req.startswith("HEAD /") for _, _, req in lines)
     assert len({conn for _, conn, _ in lines}) == 1, "one connection for every HEAD of the port"
+
+
+def test_a_head_answer_followed_by_a_body_is_not_reused() -> None:
+    """The lab's hostile `http-endless-chunked` (absurd:8080): the head, then, in a later write, a chunked body
+    that never ends, on every connection. A kept connection would read that body as the next answer; it is
+    dropped and each path asked on a new connection, so the check completes (a catch-all page, nothing exposed)."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind((ADDRESS, 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def talk(conn: socket.socket) -> None:
+        with conn:
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n")
+                time.sleep(0.05)
+                chunk = b"<p>" + b"endless " * 510 + b"</p>\n"
+                while not stop.is_set():
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                return
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=talk, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        port = server.getsockname()[1]
+        (obs,) = http_files.run(context(ADDRESS, port, "http-alt", "backup.http-files", timeout=60))
+        assert obs.data["exposed"] == [] and obs.data["catch_all"] is True
+    finally:
+        stop.set()
+        server.close()
