@@ -67,7 +67,7 @@ class Capture:
 
 
 def _cause(note: str) -> str:
-    # "paramiko.transport: Exception (client): X" says nothing new when the detail already names X
+    # "paramiko.transport: X" says nothing new when the detail already names X
     return note.rsplit(": ", 1)[-1]
 
 
@@ -132,7 +132,8 @@ class _Handler(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             e = record.exc_info[1]
             first = f"{first}: {type(e).__name__}: {e}"
-        note = f"{record.name}: {first}"
+        # paramiko's "Exception (client): X" is its way of saying X happened on our side: X is the news
+        note = f"{record.name}: {first.removeprefix('Exception (client): ').removeprefix('Exception (server): ')}"
         if cap is None:
             _stray(note)
         elif not cap.closed:
