@@ -17,7 +17,7 @@ from pathlib import Path
 from scanner.core.errors import ScanFailed
 from scanner.core.knowledge import knowledge
 from scanner.core.models import Service
-from scanner.sdk.probes import Identified
+from scanner.sdk.probes import Identified, identify, identify_banner, tftp_answers
 
 NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")
 NMAP_SERVICE_PROBES = Path("/usr/share/nmap/nmap-service-probes")
@@ -135,14 +135,16 @@ def neighbour_macs(path: str = "/proc/net/arp") -> dict[str, str]:
 def _scapy_sweep(addresses: list[str], facts: dict[str, HostFacts], timeout: float,
                  log: Callable[[str], None]) -> None:
     v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4]
-    local: dict[str, list[str]] = {}
     routes = on_link_routes()
+    # (MAC, IPv4) of each attached interface that can ARP, read once: tun devices have no MAC
+    own = {i: (interface_mac(i), interface_ipv4(i)) for i in {i for _net, i in routes}}
+    local: dict[str, list[str]] = {}
     for a in v4:
         iface = next((i for net, i in routes if ipaddress.ip_address(a) in net), None)
-        if iface and interface_ipv4(iface) and interface_mac(iface).strip("0:"):     # tun devices have no MAC
+        if iface and own[iface][0].strip("0:") and own[iface][1]:
             local.setdefault(iface, []).append(a)
     for iface, addrs in local.items():
-        for address, mac in arp_sweep(iface, interface_mac(iface), interface_ipv4(iface), addrs).items():
+        for address, mac in arp_sweep(iface, *own[iface], addrs).items():
             facts[address].alive, facts[address].how, facts[address].mac = True, "arp", mac
     # On a local segment ARP is authoritative (ICMP would need ARP too, one slow resolution per dead
     # address); ICMP echo and TCP SYN ping go only to routed addresses.
@@ -294,8 +296,6 @@ def _services_from(host: dict, names: dict[int, str]) -> list[Service]:
 def _confirmed_udp(address: str, host: dict) -> list[Service]:
     """UDP ports nmap leaves open|filtered that our own probe can confirm: TFTP answers from a new port, which
     nmap does not match to its probe."""
-    from scanner.sdk.probes import tftp_answers
-
     unsure = {int(p) for p, d in host.get("udp", {}).items() if d.get("state") == "open|filtered"}
     if 69 in unsure and tftp_answers(address, 69):
         return [Service(port=69, proto="udp", name="tftp", source="probe")]
@@ -348,8 +348,6 @@ def _udp_services(address: str, ports: list[int], names: dict[int, str]) -> list
 def read_greetings(address: str, ports: list[int]) -> dict[int, Identified | None]:
     """Our own probe first: what each server says on connect, named by banner_signatures.yaml (all ports at
     once, one connection each, nothing sent, at most probes.BANNER_WAIT)."""
-    from scanner.sdk.probes import identify_banner
-
     signatures = knowledge().get("banner_signatures", {}).get("signatures", [])
     if not ports:
         return {}
@@ -434,8 +432,6 @@ def identify_medical(address: str, services: list[Service], no_version_probe: li
 
 
 def _identify_one(address: str, s: Service, no_version_probe: list[int], greeting: Identified | None) -> None:
-    from scanner.sdk.probes import identify
-
     found = None
     if s.port not in no_version_probe and (s.name in UNIDENTIFIED or not s.product):
         # a server that talks first names itself (nmap -sV can miss a slow one)

@@ -362,8 +362,9 @@ def identify_banner(address: str, port: int, signatures: list[dict[str, str]],
                 if not chunk:
                     break
                 data += chunk
-                if match(data):
-                    break
+                found = match(data)
+                if found:
+                    return found
     except OSError:
         return None
     return match(data)
