@@ -27,7 +27,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,23 +34,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scan_process import run_tcmscan  # noqa: E402
+
 from lab import manager  # noqa: E402
 from lab.manager import check_reachable_only_in_lab  # noqa: E402
 from scanner.engine.discovery import hospital_ports, top_tcp_ports  # noqa: E402
 
 PEERS = ("nmap", "ssh-audit", "sslyze")
-
-
-def peak_rss_mib(pid: int, stop: threading.Event, out: list[int]) -> None:
-    """VmHWM of `pid` (kB), polled until `stop`: the process's own high-water mark, read last before it exits."""
-    while not stop.is_set():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    out.append(int(line.split()[1]))
-        except OSError:
-            return
-        stop.wait(0.2)
 
 
 def timed(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
@@ -62,20 +51,9 @@ def timed(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
 
 def run_ours(lab: dict, db: Path) -> tuple[float, float, str]:
     hosts = [h["address"] for h in lab["hosts"]]
-    cmd = [shutil.which("tcmscan") or "tcmscan", "scan", "--db", str(db), *hosts, "--scope", lab["subnet"],
-           "--inventory", lab["inventory"], "--credentials", lab["credentials"], "--quiet"]
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stop, peaks = threading.Event(), []
-    watcher = threading.Thread(target=peak_rss_mib, args=(proc.pid, stop, peaks), daemon=True)
-    watcher.start()
-    out, err = proc.communicate()
-    wall = time.monotonic() - t0
-    stop.set()
-    watcher.join()
-    if proc.returncode not in (0, 1) or not out.strip():       # 1: findings at or above --fail-on
-        raise SystemExit(f"bench_lab_scan: our scan failed ({proc.returncode}): {err.strip()[-300:]}")
-    return wall, max(peaks, default=0) / 1024, out.strip().splitlines()[-1]
+    wall, peaks, scan_id = run_tcmscan(["--db", str(db), *hosts, "--scope", lab["subnet"], "--inventory",
+                                        lab["inventory"], "--credentials", lab["credentials"]], "bench_lab_scan")
+    return wall, peaks.get("own", 0) / 1024, scan_id
 
 
 def profile(db: Path, scan_id: str) -> dict:
